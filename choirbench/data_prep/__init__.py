@@ -1,0 +1,1 @@
+"""Datasets converted to the prepared format, excerpt lists and training batches."""

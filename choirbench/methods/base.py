@@ -1,0 +1,97 @@
+"""The method contract and the registry of methods by id.
+
+A method is one class in one module under :mod:`choirbench.methods`, registered
+with :func:`register`. The harness only ever calls:
+
+* ``Method(params, device=...)`` - ``params`` from the method's config entry;
+  unknown keys are an error (a config typo must not pass silently);
+* ``fit(train, valid, out_dir, seed)`` (trainable methods only) - writes
+  ``out_dir/model.pt`` and a CSV log, resumes from ``out_dir/last.pt``;
+* ``load(checkpoint)`` (trainable methods only);
+* ``separate(mixture[N], sr, f0[J, T], notes) -> voices[J, N]``.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from choirbench import ChoirbenchError
+from choirbench.params import resolve_params
+
+_REGISTRY: dict[str, type["Method"]] = {}
+
+
+class Method:
+    """Base class: holds the resolved parameters; subclasses implement ``separate``."""
+
+    name: ClassVar[str] = ""
+    trainable: ClassVar[bool] = False
+    needs_references: ClassVar[bool] = False
+    """Informed bounds (``oracle``) get the true voices: ``separate(..., references=...)``."""
+    defaults: ClassVar[dict[str, Any]] = {}
+    """Every knob a researcher can turn, with its default value."""
+
+    def __init__(self, params: dict | None = None, *, device: str = "cpu"):
+        self.params = resolve_params(self.defaults, params or {}, where=f"methods.{self.name}.params")
+        self.device = device
+
+    @property
+    def uses_isolated_voices(self) -> bool:
+        """Whether training may see isolated voices (False: the harness hides them)."""
+        return False
+
+    def fit(self, train, valid, out_dir: Path, seed: int) -> Path:  # pragma: no cover - interface
+        raise NotImplementedError(f"method {self.name!r} is not trainable")
+
+    def load(self, checkpoint: Path) -> None:  # pragma: no cover - interface
+        raise NotImplementedError(f"method {self.name!r} has no checkpoint")
+
+    def separate(self, mixture: np.ndarray, sr: int, f0: np.ndarray, notes: list[np.ndarray] | None = None,
+                 **kwargs) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} needs a non-empty `name`")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"method name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _import_all() -> None:
+    """Import every module of this package so that their ``@register`` runs."""
+    import choirbench.methods as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"choirbench.methods.{info.name}")
+
+
+def available() -> list[str]:
+    _import_all()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Method]:
+    """The method class registered under ``name``; a clear error listing the known ids."""
+    _import_all()
+    if name not in _REGISTRY:
+        raise ChoirbenchError(f"unknown method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]
+
+
+def check_output(voices: np.ndarray, mixture: np.ndarray, J: int, name: str) -> np.ndarray:
+    """The harness's check on what a method returns: [J, N], finite, float32."""
+    voices = np.asarray(voices)
+    if voices.shape != (J, len(mixture)):
+        raise RuntimeError(f"method {name!r} returned shape {voices.shape}, expected {(J, len(mixture))}")
+    if not np.all(np.isfinite(voices)):
+        raise RuntimeError(f"method {name!r} returned NaN or Inf samples")
+    return voices.astype(np.float32, copy=False)
