@@ -1,0 +1,21 @@
+# choirbench: prepare data -> run every method -> evaluate -> tables, figures, report.
+# Usage: snakemake --cores 8 all [--configfile config/paper.yaml]
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/methods.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,5 @@
+import sys
+
+from choirbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,196 @@
+"""``choirbench <step>``: every workflow step as a command a person can also run by hand."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from choirbench import EXCERPT_SECONDS, ChoirbenchError
+
+
+def _threads(n: int) -> None:
+    """Pin numeric libraries to the cores Snakemake gave this job."""
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def cmd_prepare(args) -> None:
+    from choirbench.data_prep.datasets import prepare
+
+    params = json.loads(Path(args.params).read_text()) if args.params else {}
+    kind = params.pop("kind", args.kind or args.dataset)
+    prepare(kind, params, Path(args.out))
+
+
+def cmd_examples(args) -> None:
+    from choirbench.data_prep.prepared import write_examples
+
+    write_examples(Path(args.data), args.J, args.split, seed=args.seed, excerpt_s=args.excerpt_s,
+                   skip_first=not args.keep_first, singer=args.singer, min_voiced=args.min_voiced,
+                   max_examples=args.max_examples or None)
+
+
+def cmd_train(args) -> None:
+    from choirbench.methods.harness import read_entry, train
+
+    entry = read_entry(Path(args.method_config))
+    _threads(args.threads)
+    train(Path(args.data), entry, args.seed, Path(args.out), Path(args.valid))
+
+
+def cmd_separate_set(args) -> None:
+    from choirbench.methods.harness import read_entry, separate_examples
+
+    entry = read_entry(Path(args.method_config))
+    _threads(args.threads)
+    separate_examples(Path(args.data), Path(args.examples), entry,
+                      Path(args.checkpoint) if args.checkpoint else None, Path(args.out))
+
+
+def cmd_separate(args) -> None:
+    from choirbench.methods.harness import ENTRY_DEFAULTS, read_entry, separate_file
+
+    if args.method_config:
+        entry = read_entry(Path(args.method_config))
+    else:
+        entry = dict(ENTRY_DEFAULTS, id=args.method, model=args.method,
+                     params=json.loads(args.params) if args.params else {})
+    _threads(args.threads)
+    for path in separate_file(Path(args.mixture), Path(args.f0), entry,
+                              Path(args.checkpoint) if args.checkpoint else None, Path(args.out),
+                              Path(args.notes) if args.notes else None):
+        print(path)
+
+
+def cmd_evaluate(args) -> None:
+    from choirbench.evaluation.evaluate import evaluate_set, write_table
+
+    table = evaluate_set(Path(args.data), Path(args.examples), Path(args.estimates), dataset=args.dataset,
+                         method=args.method, seed=args.seed, J=args.J, excerpt_s=args.excerpt_s)
+    write_table(table, Path(args.out))
+
+
+def cmd_tables(args) -> None:
+    from choirbench.evaluation.aggregate import read_tables
+    from choirbench.evaluation.tables import write_tables
+
+    write_tables(read_tables([Path(p) for p in args.metrics]), Path(args.out), args.dataset)
+
+
+def cmd_figures(args) -> None:
+    from choirbench.evaluation.aggregate import read_tables
+    from choirbench.evaluation.figures import boxplots, training_curves
+
+    out = Path(args.out)
+    if args.metrics:
+        table = read_tables([Path(p) for p in args.metrics])
+        for J in sorted(table["J"].unique()):
+            boxplots(table, int(J), out / f"boxplot_J{J}.png", title=f"{args.dataset}, J = {J}")
+    if args.curves is not None:
+        logs = {}
+        for path in map(Path, args.train_logs or []):
+            # results/models/{dataset}/{method}/seed{seed}/train_log.csv
+            logs[f"{path.parent.parent.name} {path.parent.name}"] = path
+        training_curves(logs, Path(args.curves))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="choirbench", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="convert or generate a dataset into the prepared format")
+    p.add_argument("--dataset", required=True, help="dataset name (config key)")
+    p.add_argument("--kind", help="converter id (default: from the params file, else the dataset name)")
+    p.add_argument("--params", help="JSON file with the dataset's config block")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("examples", help="write the fixed excerpt list of one split and J")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--J", type=int, required=True)
+    p.add_argument("--split", required=True, choices=["train", "valid", "test"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--excerpt-s", type=float, default=EXCERPT_SECONDS)
+    p.add_argument("--keep-first", action="store_true", help="keep each song's first excerpt")
+    p.add_argument("--singer", help="use this singer for every part (default: seeded random)")
+    p.add_argument("--min-voiced", type=float, default=0.0)
+    p.add_argument("--max-examples", type=int, default=0)
+    p.set_defaults(func=cmd_examples)
+
+    p = sub.add_parser("train", help="train one method entry with one seed")
+    p.add_argument("--data", required=True)
+    p.add_argument("--method-config", required=True, help="JSON method entry (written by the workflow)")
+    p.add_argument("--valid", required=True, help="validation excerpt list (examples/J4_valid.csv)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("separate-set", help="separate every excerpt of a list (workflow step)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--examples", required=True)
+    p.add_argument("--method-config", required=True)
+    p.add_argument("--checkpoint")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_separate_set)
+
+    p = sub.add_parser("separate", help="separate your own recording given the voices' F0")
+    p.add_argument("mixture", help="mixture WAV (any rate, mono)")
+    p.add_argument("--f0", required=True, help="CSV: time_s plus one column per voice (Hz, 0 = unvoiced)")
+    p.add_argument("--method", help="method id (e.g. nmf1) when no --method-config is given")
+    p.add_argument("--method-config", help="JSON method entry (e.g. results/config/methods/sf-us-full.json)")
+    p.add_argument("--params", help="JSON string of method params (with --method)")
+    p.add_argument("--checkpoint", help="model.pt of a trained method")
+    p.add_argument("--notes", help="CSV: voice,onset_s,offset_s,midi (optional)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.set_defaults(func=cmd_separate)
+
+    p = sub.add_parser("evaluate", help="BSS Eval v4 + SI-SDR of one set of estimates -> Parquet")
+    p.add_argument("--data", required=True)
+    p.add_argument("--examples", required=True)
+    p.add_argument("--estimates", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--J", type=int, required=True)
+    p.add_argument("--excerpt-s", type=float, default=EXCERPT_SECONDS)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tables", help="aggregate metric tables into CSV/Markdown/LaTeX")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("figures", help="box plots per J and training curves")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--metrics", nargs="*", default=[])
+    p.add_argument("--out", required=True)
+    p.add_argument("--train-logs", nargs="*", default=[])
+    p.add_argument("--curves", help="path of the training-curves PNG")
+    p.set_defaults(func=cmd_figures)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except ChoirbenchError as err:
+        print(f"choirbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""F0 utilities: release annotations onto the hop grid, pYIN, score-derived F0, duplicate checks.
+
+Every F0 track of a prepared dataset lives on one grid: frame ``k`` at
+``k * HOP / SAMPLE_RATE`` seconds (hop 256 at 16 kHz), 0 Hz = unvoiced. The
+three sources a run can pick (``f0_source``) share the file naming of ``f0/``:
+
+* ``truth`` -> ``f0/``       the dataset's own annotation (written by the converter)
+* ``pyin``  -> ``f0_pyin/``  librosa.pyin on each isolated voice (cached: existing files are kept)
+* ``score`` -> ``f0_score/`` the aligned notes of ``score/``, MIDI -> Hz, 0 between notes
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
+from choirbench.io import read_notes, read_wav, resample_f0, write_f0
+from choirbench.params import resolve_params
+
+log = logging.getLogger(__name__)
+
+PYIN_DEFAULTS = {
+    "frame_length": 1024,
+    # per-part search range in Hz: the sung range of each part with a margin
+    # (Bach10's bassoon and violin stay inside the B and S ranges)
+    "fmin_hz": {"S": 180.0, "A": 130.0, "T": 90.0, "B": 55.0},
+    "fmax_hz": {"S": 1200.0, "A": 900.0, "T": 600.0, "B": 420.0},
+}
+F0_SOURCE_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score"}
+
+
+def n_frames_for(n_samples: int) -> int:
+    """Frames on the hop grid covering ``n_samples`` (centred frames, as librosa.pyin returns)."""
+    return n_samples // HOP + 1
+
+
+def midi_to_hz(midi):
+    midi = np.asarray(midi, dtype=np.float64)
+    return np.where(midi > 0, 440.0 * 2.0 ** ((midi - 69.0) / 12.0), 0.0)
+
+
+def cents(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1200 log2(a / b) where both are voiced, NaN elsewhere."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    out = np.full(np.broadcast(a, b).shape, np.nan)
+    both = (a > 0) & (b > 0)
+    out[both] = 1200.0 * np.log2(a[both] / b[both])
+    return out
+
+
+# ----------------------------------------------------------------------------- release annotations
+
+def read_f0_table(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read a release's F0 table: ``time, f0[, confidence]`` in any of , ; tab or space.
+
+    A header line is skipped. Unvoiced frames are written in many ways across
+    releases (0, negative values as in Sonic Visualiser's pYIN, NaN); all become 0.
+    Returns (times, f0_hz, confidence or None).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ChoirbenchError(f"{path}: F0 file not found")
+    rows = []
+    with open(path, newline="") as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            for sep in (",", ";", "\t", None):
+                fields = [x for x in line.split(sep) if x.strip() != ""] if sep else line.split()
+                if len(fields) >= 2:
+                    break
+            try:
+                rows.append([float(x) for x in fields[:3]])
+            except ValueError:
+                if rows:
+                    raise ChoirbenchError(f"{path}:{line_no}: not numeric: {line[:60]!r}") from None
+                continue  # header
+    if not rows:
+        raise ChoirbenchError(f"{path}: no F0 rows found")
+    width = min(len(r) for r in rows)
+    if width < 2:
+        raise ChoirbenchError(f"{path}: expected at least two columns (time, f0)")
+    table = np.array([r[:width] for r in rows], dtype=np.float64)
+    times, f0 = table[:, 0], table[:, 1]
+    f0 = np.where(np.isfinite(f0) & (f0 > 0), f0, 0.0)
+    order = np.argsort(times, kind="stable")
+    conf = table[order, 2] if width >= 3 else None
+    return times[order], f0[order], conf
+
+
+def to_hop_grid(times: np.ndarray, f0_hz: np.ndarray, n_frames: int) -> np.ndarray:
+    """An annotation on any time grid -> the hop-256 grid (nearest neighbour, 0 outside its span)."""
+    if len(times) == 0:
+        return np.zeros(n_frames)
+    return resample_f0(np.asarray(times, float), np.asarray(f0_hz, float), n_frames)[0]
+
+
+# ----------------------------------------------------------------------------- pYIN
+
+def pyin_f0(audio: np.ndarray, part: str, params: dict | None = None, n_frames: int | None = None) -> np.ndarray:
+    """librosa.pyin on one isolated 16 kHz voice, on the hop grid, 0 where unvoiced."""
+    import librosa
+
+    params = resolve_params(PYIN_DEFAULTS, params or {}, where="pyin")
+    if part not in PARTS:
+        raise ChoirbenchError(f"unknown part {part!r} (expected one of {PARTS})")
+    audio = np.asarray(audio, dtype=np.float32)
+    n_frames = n_frames_for(len(audio)) if n_frames is None else n_frames
+    if not np.any(audio):
+        return np.zeros(n_frames)
+    f0, voiced, _ = librosa.pyin(audio, fmin=float(params["fmin_hz"][part]), fmax=float(params["fmax_hz"][part]),
+                                 sr=SAMPLE_RATE, frame_length=int(params["frame_length"]), hop_length=HOP,
+                                 center=True)
+    f0 = np.where(voiced & np.isfinite(f0), f0, 0.0)
+    out = np.zeros(n_frames)
+    out[: min(n_frames, len(f0))] = f0[:n_frames]
+    return out
+
+
+# ----------------------------------------------------------------------------- score F0
+
+def notes_to_f0(notes: np.ndarray, n_frames: int) -> np.ndarray:
+    """Aligned notes [n, 3] (onset_s, offset_s, midi) -> F0 on the hop grid, 0 between notes."""
+    times = np.arange(n_frames) * HOP / SAMPLE_RATE
+    f0 = np.zeros(n_frames)
+    for onset, offset, midi in np.asarray(notes, float).reshape(-1, 3):
+        if midi > 0:
+            f0[(times >= onset) & (times < offset)] = midi_to_hz(midi)
+    return f0
+
+
+# ----------------------------------------------------------------------------- duplicates
+
+def same_annotation(a: np.ndarray, b: np.ndarray, *, tol_cents: float = 1.0, min_share: float = 0.98) -> bool:
+    """True when two tracks are copies of each other where both are voiced.
+
+    Two singers of one part never agree within 1 cent on almost every frame;
+    a copied file does (possibly with different lengths or voicing at the edges).
+    """
+    n = min(len(a), len(b))
+    a, b = np.asarray(a[:n], float), np.asarray(b[:n], float)
+    both = (a > 0) & (b > 0)
+    voiced = max(int((a > 0).sum()), int((b > 0).sum()))
+    if voiced == 0 or both.sum() < 0.5 * voiced:
+        return False
+    return float(np.mean(np.abs(cents(a[both], b[both])) <= tol_cents)) >= min_share
+
+
+def duplicate_groups(tracks: dict) -> list[list]:
+    """Groups (size >= 2) of keys whose tracks are copies of each other, keys in sorted order."""
+    keys = sorted(tracks)
+    groups, seen = [], set()
+    for i, key in enumerate(keys):
+        if key in seen:
+            continue
+        group = [key] + [other for other in keys[i + 1:]
+                         if other not in seen and same_annotation(tracks[key], tracks[other])]
+        if len(group) > 1:
+            groups.append(group)
+            seen.update(group)
+    return groups
+
+
+def agreement(reference: np.ndarray, estimate: np.ndarray, tol_cents: float = 50.0) -> float:
+    """Share of frames voiced in ``reference`` where ``estimate`` is voiced and within ``tol_cents``."""
+    n = min(len(reference), len(estimate))
+    ref, est = np.asarray(reference[:n], float), np.asarray(estimate[:n], float)
+    voiced = ref > 0
+    if not voiced.any():
+        return 0.0
+    diff = cents(ref, est)
+    return float(np.mean(np.nan_to_num(np.abs(diff[voiced]), nan=np.inf) <= tol_cents))
+
+
+def replace_duplicate_f0(song: str, f0: dict, audio: dict, pyin_params: dict | None = None) -> dict:
+    """Re-estimate copied F0 annotations of one song with pYIN (warning for each).
+
+    ``f0`` and ``audio`` map (part, singer) -> arrays. Within each part, tracks
+    that are copies of each other are grouped; the annotation stays with the
+    singer whose own pYIN agrees with it best, the others get pYIN tracks.
+    Returns a new dict; the input is not modified.
+    """
+    out = dict(f0)
+    for part in PARTS:
+        tracks = {key: track for key, track in f0.items() if key[0] == part}
+        for group in duplicate_groups(tracks):
+            estimates = {key: pyin_f0(audio[key], part, pyin_params, n_frames=len(f0[key])) for key in group}
+            keeper = max(group, key=lambda key: agreement(f0[key], estimates[key]))
+            for key in group:
+                if key != keeper:
+                    log.warning("%s: F0 annotation of %s%s is a copy of %s%s's; re-estimated with pYIN",
+                                song, key[0], key[1], keeper[0], keeper[1])
+                    out[key] = estimates[key]
+    return out
+
+
+# ----------------------------------------------------------------------------- F0 sources of a prepared dataset
+
+def make_f0(root: Path, source: str, params: dict | None = None) -> int:
+    """Write ``root/f0_pyin/`` or ``root/f0_score/`` for every manifest row (same names as ``f0/``).
+
+    pYIN tracks are cached: files that already exist are kept. Returns the
+    number of files written. ``truth`` needs nothing (the converter wrote ``f0/``).
+    """
+    from choirbench.data_prep.prepared import read_manifest
+
+    root = Path(root)
+    if source not in F0_SOURCE_DIRS:
+        raise ChoirbenchError(f"unknown f0_source {source!r} (expected one of {sorted(F0_SOURCE_DIRS)})")
+    if source == "truth":
+        return 0
+    manifest = read_manifest(root)
+    out_dir = root / F0_SOURCE_DIRS[source]
+    written = 0
+    rows = list(manifest.itertuples())
+    for row in _progress(rows, f"F0 ({source})"):
+        target = out_dir / str(row.song) / f"{row.part}{row.singer}.csv"
+        if target.is_file():
+            continue
+        audio, _ = read_wav(root / row.audio)
+        n_frames = n_frames_for(len(audio))
+        if source == "pyin":
+            track = pyin_f0(audio, row.part, params, n_frames=n_frames)
+        else:
+            score = root / "score" / str(row.song) / f"{row.part}.csv"
+            if not score.is_file():
+                raise ChoirbenchError(f"{score}: f0_source 'score' needs aligned notes, but this dataset has "
+                                      f"none for song {row.song!r} part {row.part}")
+            track = notes_to_f0(read_notes(score), n_frames)
+        write_f0(target, track)
+        written += 1
+    log.info("%s: wrote %d %s F0 file(s) to %s", root, written, source, out_dir)
+    return written
+
+
+def _progress(items, desc):
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, disable=not sys.stderr.isatty() or len(items) < 8)
+
+
+def write_table_csv(path: Path, times: np.ndarray, f0_hz: np.ndarray) -> None:
+    """Write a headerless ``time,f0`` table (used by tests to build release-like fixtures)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        for t, v in zip(times, f0_hz):
+            writer.writerow([f"{t:.6f}", f"{v:.4f}"])

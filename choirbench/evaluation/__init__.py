@@ -1,0 +1,1 @@
+"""Metrics, the long results table, aggregation, tables and figures."""

@@ -1,0 +1,70 @@
+"""Score one set of estimates: the long results table for one (dataset, method, seed, J)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from choirbench import SAMPLE_RATE, ChoirbenchError
+from choirbench.data_prep.prepared import load_example, read_examples
+from choirbench.evaluation.metrics import BSS_METRICS, bss_eval_v4, si_sdr
+from choirbench.io import atomic_path, read_wav
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ["dataset", "method", "seed", "J", "example_id", "voice", "frame", "metric", "value"]
+FRAME_SECONDS = 1.0
+
+
+def score_example(references: np.ndarray, estimates: np.ndarray, frame: int) -> dict[str, np.ndarray]:
+    """Every metric for one excerpt: name -> [J, frames]."""
+    scores = bss_eval_v4(references, estimates, win=frame, hop=frame)
+    scores["SI-SDR"] = si_sdr(references, estimates, win=frame, hop=frame)
+    return scores
+
+
+def read_estimates(folder: Path, parts: tuple[str, ...], n: int) -> np.ndarray:
+    voices = []
+    for part in parts:
+        audio, _ = read_wav(folder / f"{part}.wav")
+        if len(audio) != n:
+            raise ChoirbenchError(f"{folder / f'{part}.wav'}: {len(audio)} samples, the excerpt has {n}")
+        voices.append(audio)
+    return np.stack(voices)
+
+
+def evaluate_set(data_root: Path, examples_csv: Path, estimates_dir: Path, *, dataset: str, method: str,
+                 seed: int, J: int, excerpt_s: float, frame_s: float = FRAME_SECONDS) -> pd.DataFrame:
+    """The long table (see TABLE_COLUMNS) for every excerpt of the list."""
+    examples = read_examples(examples_csv)
+    frame = int(round(frame_s * SAMPLE_RATE))
+    chunks = []
+    for row in tqdm(list(examples.itertuples()), desc=f"evaluate {method} J={J}", disable=None):
+        ex = load_example(data_root, row, excerpt_s=excerpt_s)
+        est = read_estimates(Path(estimates_dir) / ex.example_id, ex.parts, len(ex.mixture))
+        for metric, values in score_example(ex.voices, est, frame).items():
+            J_, T = values.shape
+            chunks.append(pd.DataFrame({
+                "example_id": ex.example_id, "voice": np.repeat(ex.parts, T),
+                "frame": np.tile(np.arange(T), J_), "metric": metric, "value": values.ravel()}))
+    table = pd.concat(chunks, ignore_index=True)
+    table.insert(0, "J", J)
+    table.insert(0, "seed", seed)
+    table.insert(0, "method", method)
+    table.insert(0, "dataset", dataset)
+    n_nan = int(table["value"].isna().sum())
+    if n_nan:
+        log.warning("%s seed %d J=%d: %d of %d frame scores are NaN (silent frames), skipped in aggregates",
+                    method, seed, J, n_nan, len(table))
+    return table[TABLE_COLUMNS]
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path, suffix=".parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+__all__ = ["BSS_METRICS", "TABLE_COLUMNS", "evaluate_set", "score_example", "write_table"]

@@ -1,0 +1,102 @@
+# Config validation, per-step config snapshots and the target list.
+import json
+import re
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+from choirbench.methods import get as get_method
+
+min_version("8.0")
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+DATASET = config["dataset"]
+if DATASET not in config["datasets"]:
+    raise ValueError(
+        f"config: dataset {DATASET!r} has no entry under 'datasets' "
+        f"(known: {', '.join(sorted(config['datasets']))})"
+    )
+METHODS = config["methods"]
+ENABLED = config["run"] or list(METHODS)
+for _m in ENABLED:
+    if _m not in METHODS:
+        raise ValueError(
+            f"config: run lists {_m!r}, which has no entry under 'methods' (known: {', '.join(sorted(METHODS))})"
+        )
+    get_method(METHODS[_m]["model"])  # unknown model id -> clear error now, not after hours
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_.-]+",
+    method="|".join(map(re.escape, METHODS)) if METHODS else "NONE",
+    seed=r"\d+",
+    J=r"[1-4]",
+    split="train|valid|test",
+
+
+def snapshot(path, content):
+    """Write a step's config as JSON only when it changed, so edits rerun exactly the affected steps."""
+    path = Path(path)
+    text = json.dumps(content, indent=2, sort_keys=True) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(path)
+
+
+def method_entry(method):
+    entry = dict(METHODS[method])
+    entry.setdefault("f0_source", config["f0_source"])
+    entry.setdefault("excerpt_s", config["examples"]["excerpt_s"])
+    return entry
+
+
+def trainable(method):
+    return get_method(METHODS[method]["model"]).trainable
+
+
+def trained_by(method):
+    """The entry whose checkpoint this one uses (itself, or its checkpoint_from)."""
+    return METHODS[method].get("checkpoint_from") or method
+
+
+def checkpoint_input(wildcards):
+    if not trainable(wildcards.method):
+        return []
+    return f"results/models/{wildcards.dataset}/{trained_by(wildcards.method)}/seed{wildcards.seed}/model.pt"
+
+
+def seeds_of(method):
+    return config["seeds"] if trainable(method) else config["seeds"][:1]
+
+
+def metric_tables(dataset):
+    return [
+        f"results/metrics/{dataset}/{m}/seed{s}/J{J}.parquet"
+        for m in ENABLED
+        for s in seeds_of(m)
+        for J in config["J"]
+    ]
+
+
+def train_logs(dataset):
+    trained = sorted({trained_by(m) for m in ENABLED if trainable(m)})
+    return [f"results/models/{dataset}/{m}/seed{s}/train_log.csv" for m in trained for s in config["seeds"]]
+
+
+def final_outputs():
+    return [
+        expand("results/tables/{dataset}/J{J}.md", dataset=DATASET, J=config["J"]),
+        expand("results/figures/{dataset}/boxplot_J{J}.png", dataset=DATASET, J=config["J"]),
+        f"results/tables/{DATASET}/data_efficiency.md",
+        f"results/figures/{DATASET}/training_curves.png",
+    ]
+
+
+for _name, _block in config["datasets"].items():
+    snapshot(f"results/config/datasets/{_name}.json", _block)
+for _name in METHODS:
+    snapshot(f"results/config/methods/{_name}.json", {"id": _name, **method_entry(_name)})
+snapshot("results/config/examples.json", config["examples"])

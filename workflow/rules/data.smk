@@ -1,0 +1,46 @@
+# Data preparation: convert or generate a dataset, then write the fixed excerpt lists.
+
+
+rule prepare_dataset:
+    message:
+        "Preparing dataset {wildcards.dataset}"
+    input:
+        params="results/config/datasets/{dataset}.json",
+    output:
+        manifest="results/data/{dataset}/manifest.csv",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/prepare/{dataset}.log",
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "choirbench prepare --dataset {wildcards.dataset} --params {input.params} "
+        "--out results/data/{wildcards.dataset} > {log} 2>&1"
+
+
+rule excerpt_list:
+    message:
+        "Writing the {wildcards.split} excerpt list for J={wildcards.J} ({wildcards.dataset})"
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+        params="results/config/examples.json",
+    output:
+        "results/data/{dataset}/examples/J{J}_{split}.csv",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/examples/{dataset}/J{J}_{split}.log",
+    params:
+        seed=config["examples"]["seed"],
+        excerpt_s=config["examples"]["excerpt_s"],
+        keep_first="" if config["examples"]["skip_first"] else "--keep-first",
+        singer=f"--singer {config['examples']['singer']}" if config["examples"]["singer"] else "",
+        min_voiced=config["examples"]["min_voiced"],
+        max_examples=lambda w: config["examples"]["max_examples"][w.split],
+    shell:
+        "choirbench examples --data results/data/{wildcards.dataset} --J {wildcards.J} "
+        "--split {wildcards.split} --seed {params.seed} --excerpt-s {params.excerpt_s} {params.keep_first} "
+        "{params.singer} --min-voiced {params.min_voiced} --max-examples {params.max_examples} > {log} 2>&1"

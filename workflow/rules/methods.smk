@@ -1,0 +1,54 @@
+# Methods: generic training and separation rules over {method} and {seed}.
+
+
+rule train:
+    message:
+        "Training {wildcards.method} (seed {wildcards.seed}) on {wildcards.dataset}"
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+        valid="results/data/{dataset}/examples/J4_valid.csv",
+        entry="results/config/methods/{method}.json",
+    output:
+        model="results/models/{dataset}/{method}/seed{seed}/model.pt",
+        log_csv="results/models/{dataset}/{method}/seed{seed}/train_log.csv",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/train/{dataset}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}/{method}/seed{seed}.tsv"
+    threads: config["compute"]["train_threads"]
+    resources:
+        gpu=config["compute"]["gpus_per_training"],
+        mem_mb=config["compute"]["train_mem_mb"],
+        runtime=config["compute"]["train_runtime_min"],
+    shell:
+        "choirbench train --data results/data/{wildcards.dataset} --method-config {input.entry} "
+        "--valid {input.valid} --seed {wildcards.seed} --threads {threads} "
+        "--out results/models/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed} > {log} 2>&1"
+
+
+rule separate:
+    message:
+        "Separating the J={wildcards.J} test excerpts with {wildcards.method} (seed {wildcards.seed})"
+    input:
+        examples="results/data/{dataset}/examples/J{J}_test.csv",
+        entry="results/config/methods/{method}.json",
+        checkpoint=checkpoint_input,
+    output:
+        directory("results/estimates/{dataset}/{method}/seed{seed}/J{J}"),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/separate/{dataset}/{method}/seed{seed}/J{J}.log",
+    benchmark:
+        "results/benchmarks/separate/{dataset}/{method}/seed{seed}/J{J}.tsv"
+    params:
+        checkpoint=lambda w, input: f"--checkpoint {input.checkpoint}" if input.checkpoint else "",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "choirbench separate-set --data results/data/{wildcards.dataset} --examples {input.examples} "
+        "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} > {log} 2>&1"

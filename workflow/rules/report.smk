@@ -1,0 +1,76 @@
+# Tables, figures and the HTML report (written by `snakemake --report` when the run succeeds).
+
+
+rule tables:
+    message:
+        "Aggregating the results of {wildcards.dataset} into tables"
+    input:
+        lambda w: metric_tables(w.dataset),
+    output:
+        tables=report(
+            expand("results/tables/{{dataset}}/J{J}.md", J=config["J"]),
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
+        efficiency=report(
+            "results/tables/{dataset}/data_efficiency.md",
+            caption="../report/data_efficiency.rst",
+            category="Tables",
+        ),
+        summary="results/tables/{dataset}/summary.csv",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/tables/{dataset}.log",
+    shell:
+        "choirbench tables --dataset {wildcards.dataset} --metrics {input} "
+        "--out results/tables/{wildcards.dataset} > {log} 2>&1"
+
+
+rule boxplots:
+    message:
+        "Drawing the box plots of {wildcards.dataset}"
+    input:
+        lambda w: metric_tables(w.dataset),
+    output:
+        report(
+            expand("results/figures/{{dataset}}/boxplot_J{J}.png", J=config["J"]),
+            caption="../report/boxplots.rst",
+            category="Figures",
+        ),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/figures/{dataset}_boxplots.log",
+    shell:
+        "choirbench figures --dataset {wildcards.dataset} --metrics {input} "
+        "--out results/figures/{wildcards.dataset} > {log} 2>&1"
+
+
+rule training_curves:
+    message:
+        "Drawing the training curves of {wildcards.dataset}"
+    input:
+        lambda w: train_logs(w.dataset),
+    output:
+        report(
+            "results/figures/{dataset}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Figures",
+        ),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/figures/{dataset}_curves.log",
+    shell:
+        "choirbench figures --dataset {wildcards.dataset} --train-logs {input} "
+        "--curves {output} --out results/figures/{wildcards.dataset} > {log} 2>&1"
+
+
+onsuccess:
+    if config["report"]:
+        _extra = " ".join(f"--configfile {f}" for f in workflow.overwrite_configfiles)
+        shell(
+            f"snakemake --nolock --quiet all --report results/report.html {_extra} "
+            "> results/logs/report.log 2>&1 || echo 'report failed: see results/logs/report.log'"
+        )
