@@ -30,7 +30,8 @@ def cmd_examples(args) -> None:
     from choirbench.data_prep.prepared import write_examples
 
     write_examples(Path(args.data), args.J, args.split, seed=args.seed, excerpt_s=args.excerpt_s,
-                   skip_first=not args.keep_first, singer=args.singer, min_voiced=args.min_voiced,
+                   skip_first=not args.keep_first,
+                   singer=json.loads(args.singer) if args.singer and args.singer.startswith("{") else args.singer, min_voiced=args.min_voiced,
                    max_examples=args.max_examples or None)
 
 
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--excerpt-s", type=float, default=EXCERPT_SECONDS)
     p.add_argument("--keep-first", action="store_true", help="keep each song's first excerpt")
-    p.add_argument("--singer", help="use this singer for every part (default: seeded random)")
+    p.add_argument("--singer", help="singer id for every part, or JSON {song: id} (default: seeded random)")
     p.add_argument("--min-voiced", type=float, default=0.0)
     p.add_argument("--max-examples", type=int, default=0)
     p.set_defaults(func=cmd_examples)

@@ -8,10 +8,20 @@ import torch
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.prepared import ExcerptSampler, load_excerpt
 from choirbench.methods import get
+from choirbench.methods.bounds import OracleBound
 from choirbench.methods.unet import (PAPER_CHANNELS, ConditionedUNet, Spectrogram, UNet, align_f0, count_parameters,
-                                     f0_activation)
+                                     f0_activation, normalised_magnitudes)
 
 TINY = {"device": "cpu", "channels": [4, 8, 8], "cond_channels": [4, 8, 8], "f0_bins": 361}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets run fastest on one thread, and the test machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_method(**params) -> UNet:
@@ -124,30 +134,34 @@ def overfitted(tiny_dataset, tmp_path_factory):
     The same mixture appears with every target, so the net can only fit the
     batch by using the F0 it is given.
     """
-    ex = load_excerpt(tiny_dataset, "song1", ("S", "A", "T", "B"), ("1",) * 4, SAMPLE_RATE, SAMPLE_RATE,
+    ex = load_excerpt(tiny_dataset, "song1", ("S", "A", "T", "B"), ("1",) * 4, SAMPLE_RATE, SAMPLE_RATE // 2,
                       with_notes=False)
     batch = (np.repeat(ex.mixture[None], 4, 0), np.repeat(ex.voices[None], 4, 0), np.repeat(ex.f0[None], 4, 0),
              np.arange(4))
-    method = tiny_method(channels=[8, 16, 16], dropout=0.0, lr=3e-3, steps=200, batch_size=4,
-                         valid_every=1000, checkpoint_every=1000)
-    spec = Spectrogram(1024, 256, torch.device("cpu"))
+    method = tiny_method(n_fft=512, channels=[16, 32, 64], cond_channels=[8, 8, 8], dropout=0.0, lr=3e-3,
+                         steps=200, batch_size=4, valid_every=1000, checkpoint_every=1000)
+    spec = Spectrogram(512, 256, torch.device("cpu"))
+    tensors = method._to_batch(batch, torch.device("cpu"))
+    mix_mag, target_mag = normalised_magnitudes(spec, tensors[0], tensors[1])
+    floor = float((target_mag - mix_mag).clamp_min(0).mean())   # best loss any mask in [0, 1] can reach
 
     def loss() -> float:
         with torch.no_grad():
-            return float(method._loss(method.model.eval(), method._to_batch(batch, torch.device("cpu")), spec))
+            return float(method._loss(method.model.eval(), tensors, spec))
 
     method.model = method.build(0)
     before = loss()
     out = tmp_path_factory.mktemp("overfit")
     method.fit(FixedSampler(batch), [], out, seed=0)
-    return method, ex, before, loss(), out
+    return method, ex, before, loss(), floor, out
 
 
 def test_a_single_batch_can_be_overfitted(overfitted):
-    method, ex, before, after, out = overfitted
-    # what remains is where the voices' spectra overlap (a mask cannot undo interference)
-    assert after < 0.1 * before, (before, after)
-    assert len((out / "train_log.csv").read_text().splitlines()) == 1 + 200
+    method, ex, before, after, floor, out = overfitted
+    # the floor is where the voices' spectra overlap: a mask in [0, 1] cannot undo interference
+    assert after - floor < 0.15 * (before - floor), (before, after, floor)
+    rows = (out / "train_log.csv").read_text().splitlines()[1:]
+    assert sum(",train," in row for row in rows) == 200
 
 
 def sdr(ref: np.ndarray, est: np.ndarray) -> float:
@@ -159,10 +173,12 @@ def test_changing_the_f0_changes_the_output(overfitted):
     right = method.separate(ex.mixture, SAMPLE_RATE, ex.f0)
     swapped = method.separate(ex.mixture, SAMPLE_RATE, ex.f0[[3, 2, 1, 0]])   # S gets B's F0, ...
     assert np.abs(right - swapped).max() > 0.1 * np.abs(right).max()
-    # with the right F0 each voice comes out; with the swapped one, a different voice does
-    assert sdr(ex.voices[0], right[0]) > 5.0
-    assert sdr(ex.voices[0], right[0]) > sdr(ex.voices[0], swapped[0]) + 5.0
-    assert sdr(ex.voices[0], swapped[3]) > 5.0
+    # with the right F0 each voice comes out about as well as the ideal ratio mask gets it
+    oracle = OracleBound({"n_fft": 512}).separate(ex.mixture, SAMPLE_RATE, ex.f0, references=ex.voices)
+    score = lambda est: np.mean([sdr(ref, e) for ref, e in zip(ex.voices, est)])  # noqa: E731
+    assert score(right) > score(oracle) - 1.0
+    assert score(right) > score(swapped) + 4.0
+    assert score(right) > score(np.repeat(ex.mixture[None] / 4, 4, 0)) + 3.0
 
 
 def test_resume_gives_the_same_weights(tiny_dataset, tmp_path):

@@ -221,7 +221,21 @@ def _parse_part(part) -> list[ScoreNote]:
         except Exception:  # no measure context
             strength = 0.5
         notes.append(ScoreNote(onset, onset + dur, midi, fermata, strength, lyric))
-    return notes
+    return _monophonic(notes)
+
+
+def _monophonic(notes: list[ScoreNote]) -> list[ScoreNote]:
+    """One line per part: a part written with two voices (divisi) keeps the first note at an onset
+    and shortens a note that the next one overlaps."""
+    notes = sorted(notes, key=lambda n: n.onset_ql)
+    out: list[ScoreNote] = []
+    for note in notes:
+        if out and note.onset_ql < out[-1].end_ql - 1e-6:
+            if note.onset_ql <= out[-1].onset_ql + 1e-6:
+                continue
+            out[-1].end_ql = note.onset_ql
+        out.append(note)
+    return out
 
 
 def _assign_syllables(parts: dict[str, list[ScoreNote]], rng: np.random.Generator) -> bool:

@@ -69,7 +69,8 @@ def zenodo_files(record: dict, api_base: str = "https://zenodo.org/api") -> list
     then ``links.self``; without any, the record's ``/files/<key>/content`` endpoint is used.
     """
     files = record.get("files")
-    if isinstance(files, dict):
+    native = isinstance(files, dict)  # InvenioRDM: links.self is the file's metadata, content is below it
+    if native:
         files = files.get("entries", [])
     if isinstance(files, dict):
         files = list(files.values())
@@ -83,6 +84,9 @@ def zenodo_files(record: dict, api_base: str = "https://zenodo.org/api") -> list
             raise ChoirbenchError(f"Zenodo record {record.get('id', '?')}: a file entry has no name: {entry}")
         links = entry.get("links") or {}
         url = links.get("content") or links.get("download") or links.get("self")
+        if native and url and not links.get("content") and not links.get("download") \
+                and not url.rstrip("/").endswith("/content"):
+            url = url.rstrip("/") + "/content"
         if not url:
             url = f"{api_base}/records/{record.get('id')}/files/{urllib.parse.quote(name)}/content"
         size = entry.get("size", entry.get("filesize"))

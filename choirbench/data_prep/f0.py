@@ -10,14 +10,13 @@ three sources a run can pick (``f0_source``) share the file naming of ``f0/``:
 """
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
-from choirbench.io import read_notes, read_wav, resample_f0, write_f0
+from choirbench.io import read_notes, read_wav, write_f0
 from choirbench.params import resolve_params
 
 log = logging.getLogger(__name__)
@@ -92,11 +91,30 @@ def read_f0_table(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
     return times[order], f0[order], conf
 
 
-def to_hop_grid(times: np.ndarray, f0_hz: np.ndarray, n_frames: int) -> np.ndarray:
-    """An annotation on any time grid -> the hop-256 grid (nearest neighbour, 0 outside its span)."""
-    if len(times) == 0:
-        return np.zeros(n_frames)
-    return resample_f0(np.asarray(times, float), np.asarray(f0_hz, float), n_frames)[0]
+def to_hop_grid(times: np.ndarray, f0_hz: np.ndarray, n_frames: int, *, max_gap_s: float | None = None) -> np.ndarray:
+    """An annotation on any time grid -> the hop-256 grid, nearest neighbour in time.
+
+    Nearest neighbour keeps voicing boundaries sharp. A grid frame farther than
+    ``max_gap_s`` from every annotated time is unvoiced: this covers both the
+    span outside the annotation and tables that list voiced frames only (as
+    Sonic Visualiser exports do). Default gap: 1.5 x the median annotation step,
+    at least half a hop (so a dense annotation never leaves a grid frame empty).
+    """
+    times = np.asarray(times, dtype=np.float64)
+    f0_hz = np.asarray(f0_hz, dtype=np.float64)
+    out = np.zeros(n_frames)
+    if len(times) == 0 or n_frames <= 0:
+        return out
+    if max_gap_s is None:
+        step = float(np.median(np.diff(times))) if len(times) > 1 else HOP / SAMPLE_RATE
+        max_gap_s = max(1.5 * step, 0.5 * HOP / SAMPLE_RATE)
+    grid = np.arange(n_frames) * HOP / SAMPLE_RATE
+    right = np.clip(np.searchsorted(times, grid), 0, len(times) - 1)
+    left = np.clip(right - 1, 0, len(times) - 1)
+    nearest = np.where(np.abs(times[left] - grid) <= np.abs(times[right] - grid), left, right)
+    close = np.abs(times[nearest] - grid) <= max_gap_s
+    out[close] = f0_hz[nearest[close]]
+    return out
 
 
 # ----------------------------------------------------------------------------- pYIN
@@ -243,11 +261,3 @@ def _progress(items, desc):
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, disable=not sys.stderr.isatty() or len(items) < 8)
-
-
-def write_table_csv(path: Path, times: np.ndarray, f0_hz: np.ndarray) -> None:
-    """Write a headerless ``time,f0`` table (used by tests to build release-like fixtures)."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        for t, v in zip(times, f0_hz):
-            writer.writerow([f"{t:.6f}", f"{v:.4f}"])

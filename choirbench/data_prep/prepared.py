@@ -106,14 +106,16 @@ def voice_combinations(J: int) -> list[tuple[str, ...]]:
 
 
 def make_examples(root: Path, J: int, split: str, *, seed: int, excerpt_s: float = EXCERPT_SECONDS,
-                  skip_first: bool = True, singer: str | None = None, min_voiced: float = 0.0,
+                  skip_first: bool = True, singer: str | dict[str, str] | None = None, min_voiced: float = 0.0,
                   max_examples: int | None = None) -> pd.DataFrame:
     """The fixed excerpt list for one split and J.
 
     Non-overlapping excerpts of ``excerpt_s`` per song and voice combination,
     from the second excerpt on when ``skip_first`` (the paper's protocol skips
     each song's first 4 s). One singer per part per excerpt: ``singer`` when
-    given (e.g. the paper's fixed CSD singers), else drawn from ``seed``.
+    given (one id for every song, or a song -> id mapping such as the paper's
+    fixed CSD singers; songs missing from the mapping are skipped), else drawn
+    from ``seed``.
     Excerpts where some voice is voiced on less than ``min_voiced`` of its
     frames are dropped; ``max_examples`` keeps a seeded random subset.
     """
@@ -125,6 +127,9 @@ def make_examples(root: Path, J: int, split: str, *, seed: int, excerpt_s: float
     n_frames = n_excerpt // HOP
     records = []
     for song in sorted(rows["song"].unique()):
+        song_singer = singer.get(song) if isinstance(singer, dict) else singer
+        if isinstance(singer, dict) and song_singer is None:
+            continue
         song_rows = rows[rows["song"] == song]
         singers = {p: sorted(song_rows.loc[song_rows["part"] == p, "singer"]) for p in PARTS}
         for parts in voice_combinations(J):
@@ -136,10 +141,10 @@ def make_examples(root: Path, J: int, split: str, *, seed: int, excerpt_s: float
             for k in range(1 if skip_first else 0, length // n_excerpt):
                 chosen = []
                 for p in parts:
-                    if singer is not None:
-                        if singer not in singers[p]:
-                            raise ChoirbenchError(f"{root}: song {song!r} has no singer {singer!r} for part {p}")
-                        chosen.append(singer)
+                    if song_singer is not None:
+                        if song_singer not in singers[p]:
+                            raise ChoirbenchError(f"{root}: song {song!r} has no singer {song_singer!r} for part {p}")
+                        chosen.append(song_singer)
                     else:
                         chosen.append(singers[p][rng.integers(len(singers[p]))])
                 start = k * n_excerpt

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.signal
 import soundfile as sf
 
-from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
+from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.f0 import n_frames_for, replace_duplicate_f0, to_hop_grid
 from choirbench.data_prep.prepared import write_manifest
 from choirbench.io import write_f0, write_notes, write_wav
@@ -48,6 +48,7 @@ def release_root(kind: str, params: dict, *, probe: str, how_to: str,
             raise ChoirbenchError(f"datasets.{kind}.root: {root} holds no file matching {probe!r}; {how_to}")
         return root
     dest = Path(params.get("resources") or "resources") / kind
+    how_to = how_to.replace(f"resources/{kind}/", f"{dest}/")
     if _contains(dest, probe):
         return dest
     if params.get("download") and fetch is not None:
@@ -118,8 +119,8 @@ def matches(song: str, name) -> bool:
 
 
 def split_of(song: str, params: dict, default: str) -> str:
-    """``test_songs`` / ``valid_songs`` (names or prefixes) pick a song's split, else ``default``."""
-    for split, key in (("test", "test_songs"), ("valid", "valid_songs")):
+    """``test_songs`` / ``valid_songs`` / ``train_songs`` (names or prefixes) pick a song's split, else ``default``."""
+    for split, key in (("test", "test_songs"), ("valid", "valid_songs"), ("train", "train_songs")):
         for name in params.get(key) or []:
             if matches(song, name):
                 return split
@@ -187,6 +188,3 @@ class PreparedWriter:
                  frame["song"].nunique(), self.root, counts)
         return frame
 
-
-def frames_to_seconds(frames: np.ndarray) -> np.ndarray:
-    return np.asarray(frames, dtype=np.float64) * HOP / SAMPLE_RATE

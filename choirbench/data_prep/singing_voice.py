@@ -58,8 +58,17 @@ MIN_BANDWIDTH_HZ = 50.0
 """Very narrow tabulated bandwidths ring unnaturally in a cascade; floor them."""
 
 
+HIGHER_FORMANTS_HZ = (1000.0, 2000.0)
+"""F6, F7 above F5 for tenors and basses (scaled with the tract): their tabulated F5 is below
+3.5 kHz, and a five-pole cascade then falls off far too steeply above it (the problem Klatt's
+'higher-pole correction' addresses), so the voice sounds muffled. Sopranos' and altos' F5
+(~5 kHz) already covers the band."""
+HIGHER_BANDWIDTHS_HZ = (250.0, 350.0)
+MAX_FORMANT_HZ = 7200.0
+
+
 def singer_formants(part: str, traits: SingerTraits) -> tuple[np.ndarray, np.ndarray]:
-    """[5 vowels, 5] formant frequencies and bandwidths of one singer."""
+    """[5 vowels, K] formant frequencies and bandwidths of one singer (F1-F5 per vowel; F6-F7 for T/B)."""
     freqs = np.array([FORMANTS[part][v][0] for v in VOWELS], dtype=float)
     bws = np.array([FORMANTS[part][v][1] for v in VOWELS], dtype=float)
     freqs = freqs * traits.formant_dev / traits.tract_scale
@@ -69,6 +78,13 @@ def singer_formants(part: str, traits: SingerTraits) -> tuple[np.ndarray, np.nda
         freqs[:, 2:5] = centre + (freqs[:, 2:5] - centre) * traits.ring_scale
     freqs[:, 1:] = np.maximum(freqs[:, 1:], freqs[:, :-1] + 150.0)   # keep order after scaling
     bws = np.maximum(bws * traits.bandwidth_scale, MIN_BANDWIDTH_HZ)
+    if part in ("S", "A"):
+        return freqs, bws
+    top = freqs[:, 4:5].max()
+    higher = np.minimum(top + np.array(HIGHER_FORMANTS_HZ) / traits.tract_scale, MAX_FORMANT_HZ)
+    freqs = np.hstack([freqs, np.broadcast_to(higher, (len(VOWELS), 2))])
+    bws = np.hstack([bws, np.broadcast_to(np.array(HIGHER_BANDWIDTHS_HZ) * traits.bandwidth_scale,
+                                          (len(VOWELS), 2))])
     return freqs, bws
 
 
@@ -119,6 +135,27 @@ def lf_pulses(frac: np.ndarray, params: np.ndarray) -> np.ndarray:
     return np.where(frac <= te, open_phase, closing)
 
 
+WAVETABLE_SIZE = 2048
+CHUNK = 16384
+"""Output samples per chunk of oversampled source generation."""
+
+
+@functools.lru_cache(maxsize=1)
+def lf_wavetables() -> tuple[np.ndarray, np.ndarray]:
+    """(pulse, open-phase window) tables [len(RD_GRID), WAVETABLE_SIZE + 1], one LF cycle per row.
+
+    Reading a finely sampled cycle by phase is much cheaper than evaluating
+    exp/sin per output sample; the extra column wraps around for interpolation.
+    """
+    frac = np.arange(WAVETABLE_SIZE + 1) / WAVETABLE_SIZE
+    frac[-1] = 0.0
+    table = lf_table()
+    pulses = np.stack([lf_pulses(frac, np.broadcast_to(row, (len(frac), 6))) for row in table])
+    te = table[:, 1:2]
+    window = np.where(frac < te, np.sin(np.pi * frac / te) ** 2, 0.0)
+    return pulses, window
+
+
 @functools.lru_cache(maxsize=4)
 def decimation_filter(oversample: int, cutoff_hz: float = 7300.0, taps_per_phase: int = 24) -> np.ndarray:
     """Low-pass FIR for the oversampled source; stops well below 8 kHz so nothing folds back."""
@@ -127,43 +164,60 @@ def decimation_filter(oversample: int, cutoff_hz: float = 7300.0, taps_per_phase
 
 
 def glottal_source(f0_ctrl: np.ndarray, rd_ctrl: np.ndarray, breath_ctrl: np.ndarray, n_samples: int,
-                   traits: SingerTraits, rng: np.random.Generator, *, oversample: int = 4,
+                   traits: SingerTraits, rng: np.random.Generator, *, oversample: int = 8,
                    jitter: bool = True) -> np.ndarray:
     """LF pulse train plus cycle-gated aspiration noise, at 16 kHz.
 
-    Each glottal cycle takes its Rd, shimmer and noise level from the value at
-    the cycle's start (pitch-synchronous); jitter perturbs every cycle's
-    length. ``breath_ctrl`` is the aspiration level in dB re the pulse peak.
+    Pitch-synchronous: each glottal cycle takes its Rd (hence open quotient
+    and tilt), shimmer and noise level from the control value at the cycle's
+    start, and jitter changes every cycle's length. Pulses are read from the
+    LF wavetables at ``oversample`` x 16 kHz and low-pass decimated.
+    ``breath_ctrl`` is the aspiration level in dB re the pulse's negative peak.
     """
-    fs = SAMPLE_RATE * oversample
-    n_os = n_samples * oversample
-    t_ctrl = np.arange(len(f0_ctrl)) / CTRL_RATE
-    t_os = np.arange(n_os) / fs
-    f0 = np.interp(t_os, t_ctrl, f0_ctrl)
-    phase = np.cumsum(f0) / fs
+    n_ctrl = len(f0_ctrl)
+    t_ctrl = np.arange(n_ctrl) / CTRL_RATE
+    # glottal phase (cycles) at control rate; jitter scales each cycle's frequency
+    phase_ctrl = np.r_[0.0, np.cumsum(f0_ctrl[:-1])] / CTRL_RATE
     if jitter:
-        cycles = phase.astype(np.int64)
-        perturb = 1.0 + np.clip(rng.normal(0.0, traits.jitter, cycles[-1] + 2), -3 * traits.jitter, 3 * traits.jitter)
-        phase = np.cumsum(f0 * perturb[cycles]) / fs
-    cycle = phase.astype(np.int64)
-    frac = phase - cycle
-    cycle -= cycle[0]
-    starts = np.flatnonzero(np.r_[True, np.diff(cycle) > 0])
-    n_cycles = cycle[-1] + 1
-    start_times = np.zeros(n_cycles)
-    start_times[cycle[starts]] = starts / fs
-    rd = np.interp(start_times, t_ctrl, rd_ctrl)
-    table = lf_table()
+        cycles = phase_ctrl.astype(np.int64)
+        limit = 3.0 * traits.jitter
+        perturb = 1.0 + np.clip(rng.normal(0.0, traits.jitter, cycles[-1] + 2), -limit, limit)
+        phase_ctrl = np.r_[0.0, np.cumsum(f0_ctrl[:-1] * perturb[cycles[:-1]])] / CTRL_RATE
+    n_cycles = int(phase_ctrl[-1]) + 1
+    cycle_start_t = np.interp(np.arange(n_cycles), phase_ctrl, t_ctrl)
+    rd = np.interp(cycle_start_t, t_ctrl, rd_ctrl)
     row = np.clip(np.round((rd - RD_GRID[0]) / (RD_GRID[1] - RD_GRID[0])), 0, len(RD_GRID) - 1).astype(np.int64)
     shimmer = 10.0 ** (rng.normal(0.0, traits.shimmer_db, n_cycles) / 20.0) if jitter else np.ones(n_cycles)
-    noise_gain = 10.0 ** (np.interp(start_times, t_ctrl, breath_ctrl) / 20.0)
-    per_sample = table[row[cycle]]
-    pulses = lf_pulses(frac, per_sample) * shimmer[cycle]
-    # aspiration: turbulence while the glottis is open, strongest near peak flow
-    te = per_sample[:, 1]
-    open_window = np.where(frac < te, np.sin(np.pi * frac / te) ** 2, 0.0)
-    noise = rng.standard_normal(n_os) * (0.15 + open_window) * noise_gain[cycle]
-    return signal.resample_poly(pulses + noise, 1, oversample, window=decimation_filter(oversample))
+    noise_gain = 10.0 ** (np.interp(cycle_start_t, t_ctrl, breath_ctrl) / 20.0)
+    pulses_tab, window_tab = lf_wavetables()
+    width = WAVETABLE_SIZE + 1
+
+    def read(table, phase, weights):
+        cycle = phase.astype(np.int64)
+        pos = (phase - cycle) * WAVETABLE_SIZE
+        idx = pos.astype(np.int64)
+        frac = pos - idx
+        flat = row[cycle] * width + idx
+        flat_table = table.ravel()
+        values = flat_table[flat]
+        values += frac * (flat_table[flat + 1] - values)
+        return values * weights[cycle]
+
+    fs_os = SAMPLE_RATE * oversample
+    fir = decimation_filter(oversample)
+    margin = len(fir) // (2 * oversample) + 2      # output samples the decimator reaches across a chunk edge
+    source = np.empty(n_samples)
+    for a in range(0, n_samples, CHUNK):           # chunks keep the oversampled arrays small (cache, memory)
+        b = min(a + CHUNK, n_samples)
+        lo, hi = max(a - margin, 0), min(b + margin, n_samples)
+        phase_os = np.interp(np.arange(lo * oversample, hi * oversample) / fs_os, t_ctrl, phase_ctrl)
+        pulses = read(pulses_tab, phase_os, shimmer)
+        source[a:b] = signal.resample_poly(pulses, 1, oversample, window=fir)[a - lo:b - lo]
+    # aspiration: turbulence while the glottis is open, strongest near peak flow (noise needs no oversampling)
+    phase = np.interp(np.arange(n_samples) / SAMPLE_RATE, t_ctrl, phase_ctrl)
+    gate = read(window_tab, phase, noise_gain) + 0.15 * noise_gain[phase.astype(np.int64)]
+    source += gate * rng.standard_normal(n_samples)
+    return source
 
 
 # ----------------------------------------------------------------------------- vocal tract
@@ -189,14 +243,24 @@ def formant_cascade(x: np.ndarray, freqs: np.ndarray, bws: np.ndarray, block: in
     sos[:, :, 3] = 1.0
     sos[:, :, 4] = a1
     sos[:, :, 5] = a2
-    y = np.empty_like(x)
-    zi = np.zeros((k, 2))
+    n = len(x)
+    padded = np.zeros(n_blocks * block)
+    padded[:n] = x
+    blocks = padded.reshape(n_blocks, block)
+    zi = np.zeros((1, k, 2))
     for b in range(n_blocks):
-        seg = slice(b * block, min((b + 1) * block, len(x)))
-        if seg.start >= len(x):
-            break
-        y[seg], zi = signal.sosfilt(sos[b], x[seg], zi=zi)
-    return y
+        _sosfilt_inplace(np.ascontiguousarray(sos[b]), blocks[b:b + 1], zi)
+    return padded[:n]
+
+
+def _sosfilt_public(sos, x, zi):
+    x[...], zi[0] = signal.sosfilt(sos, x[0], zi=zi[0])
+
+
+try:  # scipy's compiled kernel without the per-call checks (~200x less overhead per block)
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_inplace
+except ImportError:  # pragma: no cover - other scipy layouts
+    _sosfilt_inplace = _sosfilt_public
 
 
 def tract_trajectories(perf: Performance, part: str, traits: SingerTraits, n_blocks: int,
@@ -260,8 +324,14 @@ TARGET_RMS = 10.0 ** (-26.0 / 20.0)
 
 
 def render_voice(perf: Performance, part: str, traits: SingerTraits, rng: np.random.Generator, n_samples: int,
-                 *, oversample: int = 4, noises: bool = True, jitter: bool = True) -> np.ndarray:
-    """Sing one performance: LF source -> amplitude -> formant cascade -> level -> noises. float32 [n_samples]."""
+                 *, oversample: int = 8, noises: bool = True, jitter: bool = True,
+                 noise_floor_db: float | None = -60.0) -> np.ndarray:
+    """Sing one performance: LF source -> amplitude -> formant cascade -> level -> noises. float32 [n_samples].
+
+    ``noise_floor_db`` (re the voice's RMS) adds a microphone-like white floor:
+    without it, pitch trackers lock onto the exponentially decaying formant
+    ringing after every note for hundreds of milliseconds, which no recording shows.
+    """
     n_ctrl = len(perf.f0_hz)
     rd = np.clip(traits.rd_base - traits.rd_per_db * perf.loudness_db, 0.4, 2.5)
     breath = traits.breathiness_db - 0.8 * perf.loudness_db       # softer -> breathier
@@ -284,6 +354,8 @@ def render_voice(perf: Performance, part: str, traits: SingerTraits, rng: np.ran
         ref = TARGET_RMS * 10.0 ** (traits.level_db / 20.0)
         events = list(perf.consonants) + [(s, d, "breath") for s, d in perf.breaths]
         add_noise_events(y, events, ref, rng)
+    if noise_floor_db is not None:
+        y += TARGET_RMS * 10.0 ** (noise_floor_db / 20.0) * rng.standard_normal(n_samples)
     return y.astype(np.float32)
 
 

@@ -49,13 +49,31 @@ DEFAULTS = {
     "tempo_qpm": [60.0, 84.0],
     "vibrato": True,
     "noises": True,               # aspiration, consonants, breaths
-    "oversample": 4,              # glottal source rate = 16 kHz x oversample
+    "oversample": 8,              # glottal source rate = 16 kHz x oversample (8: aliases < -55 dB)
     "seed": 0,
     "workers": 2,
     "preview": True,
 }
 
 WHERE = "datasets.synth-chorales"
+SFC_SET_ADD_PEAK_CHUNK = 0x1050
+"""libsndfile command: float WAVs otherwise carry a PEAK chunk with a wall-clock timestamp."""
+
+
+def write_wav_reproducible(path: Path, audio: np.ndarray) -> None:
+    """Float32 WAV whose bytes depend on the samples only (no timestamped PEAK chunk)."""
+    import soundfile as sf
+
+    from choirbench.io import atomic_path
+    try:
+        from soundfile import _ffi, _snd
+    except ImportError:  # pragma: no cover - other soundfile layouts: timestamps stay in the header
+        write_wav(path, audio)
+        return
+    with atomic_path(path, suffix=".wav") as tmp:
+        with sf.SoundFile(tmp, "w", SAMPLE_RATE, 1, "FLOAT", format="WAV") as handle:
+            _snd.sf_command(handle._file, SFC_SET_ADD_PEAK_CHUNK, _ffi.NULL, 0)
+            handle.write(np.asarray(audio, dtype=np.float32))
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -161,7 +179,7 @@ def render_piece(piece_id: str, split: str, out_root: Path, params: dict) -> lis
                 audio = sv.apply_room(audio, ir)
             audio_rel = f"audio/{piece_id}/{part}{singer}.wav"
             f0_rel = f"f0/{piece_id}/{part}{singer}.csv"
-            write_wav(out_root / audio_rel, audio)
+            write_wav_reproducible(out_root / audio_rel, audio)
             write_f0(out_root / f0_rel, perf.f0_frames(n_frames))
             rows.append({"song": piece_id, "part": part, "singer": str(singer), "split": split,
                          "audio": audio_rel, "f0": f0_rel, "duration_s": n_samples / SAMPLE_RATE})
@@ -235,15 +253,15 @@ def write_preview(out_root: Path, frame: pd.DataFrame, *, start_s: float = 4.0, 
         f0s[part] = read_f0(Path(out_root) / row["f0"])[a // HOP: (a + n) // HOP]
     mixture = sum(stems.values())
     peak = max(float(np.abs(mixture).max()), 1e-9)
-    write_wav(out / "mixture.wav", mixture / peak * 0.9)
+    write_wav_reproducible(out / "mixture.wav", mixture / peak * 0.9)
     for part in PARTS:
-        write_wav(out / f"{part}.wav", stems[part] / peak * 0.9)
+        write_wav_reproducible(out / f"{part}.wav", stems[part] / peak * 0.9)
     freqs, times, spec = signal.spectrogram(mixture, SAMPLE_RATE, nperseg=1024, noverlap=1024 - HOP)
     fig, ax = plt.subplots(figsize=(10, 5))
-    ax.pcolormesh(times + start_s, freqs, 10 * np.log10(spec + 1e-12), shading="auto", cmap="magma",
+    ax.pcolormesh(times + start_s, freqs, 10 * np.log10(spec + 1e-12), shading="auto", cmap="Greys",
                   vmin=10 * np.log10(spec.max() + 1e-12) - 80)
     frame_t = (a // HOP + np.arange(len(f0s["S"]))) * HOP / SAMPLE_RATE
-    for part, colour in zip(PARTS, ("#7fc8ff", "#9cff8f", "#ffe066", "#ff8c8c")):
+    for part, colour in zip(PARTS, ("tab:blue", "tab:green", "tab:orange", "tab:red")):
         f0 = np.where(f0s[part] > 0, f0s[part], np.nan)
         ax.plot(frame_t, f0, color=colour, lw=1.2, label=f"{part} true F0")
     ax.set_yscale("log")
@@ -266,7 +284,7 @@ def write_preview(out_root: Path, frame: pd.DataFrame, *, start_s: float = 4.0, 
 def sing_phrase(part: str, midis: list[int | None], quarters: list[float], *, vowels: str | list[str] = "a",
                 consonants: list[str | None] | None = None, qpm: float = 72.0, seed: int = 0,
                 expression: bool = True, vibrato: bool = True, noises: bool = True, jitter: bool = True,
-                oversample: int = 4, traits: cs.SingerTraits | None = None):
+                oversample: int = 8, noise_floor_db: float | None = -60.0, traits: cs.SingerTraits | None = None):
     """Sing a short melody (``None`` = rest) by one singer; returns (audio, f0 frames, traits, notes [n, 3])."""
     if len(midis) != len(quarters):
         raise ValueError("midis and quarters must have the same length")
@@ -283,5 +301,5 @@ def sing_phrase(part: str, midis: list[int | None], quarters: list[float], *, vo
     perf = cs.perform_singer(notes, time_map, traits, rng_for(seed, "phrase-perform", part), n_samples,
                              vibrato=vibrato, expression=expression)
     audio = sv.render_voice(perf, part, traits, rng_for(seed, "phrase-voice", part), n_samples,
-                            oversample=oversample, noises=noises, jitter=jitter)
+                            oversample=oversample, noises=noises, jitter=jitter, noise_floor_db=noise_floor_db)
     return audio, perf.f0_frames(n_samples // HOP), traits, cs.nominal_notes(notes, time_map)

@@ -34,6 +34,8 @@ class Method:
     """Informed bounds (``oracle``) get the true voices: ``separate(..., references=...)``."""
     defaults: ClassVar[dict[str, Any]] = {}
     """Every knob a researcher can turn, with its default value."""
+    smoke_params: ClassVar[dict[str, Any]] = {}
+    """Tiny settings (a few training steps, narrow layers) for the contract test."""
 
     def __init__(self, params: dict | None = None, *, device: str = "cpu"):
         self.params = resolve_params(self.defaults, params or {}, where=f"methods.{self.name}.params")

@@ -148,16 +148,16 @@ class NMF1(Method):
         "beta": 1.0,                  # 1 = KL (paper default), 2 = squared error
         "solver": "numpy",            # numpy | sklearn (same updates; see module docstring)
         "eps": 1e-9,                  # model floor, relative to the mixture magnitude's maximum
-        "harmonic_tolerance": 0.5,    # semitones either side of each harmonic
-        "min_band_hz": 12.0,          # never narrower than the Hann main lobe's core
+        "harmonic_tolerance": 0.25,   # semitones either side of each harmonic
+        "min_band_hz": 20.0,          # never narrower than most of the Hann main lobe (2 bins = 15.6 Hz)
         "n_harmonics": 40,
         "harmonic_decay": 1.0,        # initial amplitude 1/h^decay
-        "onset_templates": True,
+        "onset_templates": False,     # E&M's flat onset templates; off: they soak up other voices (see note)
         "onset_before_s": 0.2,        # onset template active in [onset - before, onset + after]
         "onset_after_s": 0.1,
         "activation_before_s": 0.1,   # harmonic template active in [onset - before, offset + after]
         "activation_after_s": 0.2,
-        "mask_power": 2.0,
+        "mask_power": 1.0,
         "midi_min": 24,               # template grid (notes outside it are dropped)
         "midi_max": 108,
         "notes_smooth_frames": 5,     # notes derived from F0 when the dataset has no score

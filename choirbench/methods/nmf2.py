@@ -112,10 +112,10 @@ class NMF2(Method):
         "f0_max_hz": 2000.0,
         "open_quotient": 0.5,         # KLGLOTT88 open quotient of the source combs
         "max_frequency_hz": 8000.0,   # highest harmonic in the combs
-        "lobe_bins": 3,               # window main lobe kept around each harmonic
+        "lobe_bins": 2,               # window main lobe kept around each harmonic
         "n_filter_atoms": 30,
         "n_filter_shapes": 10,
-        "n_residual": 0,              # free components for what no voice explains (not in the masks)
+        "n_residual": 3,              # free components for what no voice explains (not in the masks)
         "mask_power": 1.0,            # on power spectra: 1 = Wiener
         "seed": 0,                    # filter initialisation
     }
@@ -182,10 +182,7 @@ class NMF2(Method):
         live = [j for j in range(J) if allowed[j].any()]
 
         def source(j):
-            A = G[j][0] * h[j, 0]
-            for o in range(1, G[j].shape[0]):
-                A += G[j][o] * h[j, o]
-            return A
+            return np.einsum("oft,ot->ft", G[j], h[j])
 
         filters = [WG @ HG[j] for j in range(J)]
         A = {j: source(j) for j in live}
@@ -206,12 +203,18 @@ class NMF2(Method):
         trace = [beta_divergence(Vd, S, beta)] if track else []
 
         def weights(S):
+            """V * S^(beta - 2) and S^(beta - 1), the two halves of every gradient."""
             if beta == 1:
                 return Vd / S, None
+            if beta == 0:
+                Q = 1.0 / S
+                return Vd * Q * Q, Q
             return Vd * S ** (beta - 2), S ** (beta - 1)
 
         def step(ratio):
-            return ratio if gamma == 1 else ratio ** gamma
+            if gamma == 1:
+                return ratio
+            return np.sqrt(ratio) if gamma == 0.5 else ratio ** gamma
 
         tiny = np.float32(np.finfo(np.float32).tiny)
         for _ in range(p["iterations"]):

@@ -65,16 +65,80 @@ def n_frames(n_samples: int) -> int:
 
 # ----------------------------------------------------------------------------- vocal tract
 
-def lsf_from_gaps(gaps: torch.Tensor) -> torch.Tensor:
-    """Ordered line spectral frequencies in (0, pi) from P + 1 positive gaps (float64).
+def lsf_from_gaps(gaps: torch.Tensor, min_gap: float = 0.0) -> torch.Tensor:
+    """Ordered line spectral frequencies in (0, pi) from P + 1 positive gaps.
 
-    The gaps are normalised to sum to pi and cumulatively summed; the last
-    cumulative value (pi) is dropped. Strictly increasing and inside (0, pi)
-    whenever every gap is positive, which is what makes A(z) minimum-phase.
+    The gaps are normalised to sum to pi (each at least ``min_gap`` radians) and
+    cumulatively summed; the last cumulative value (pi) is dropped. Strictly
+    increasing inside (0, pi) whenever every gap is positive, which is what makes
+    A(z) minimum-phase. ``min_gap`` bounds how sharp a resonance can get (an
+    isolated LSF pair spaced d apart gives a bandwidth of about 0.6 d).
     """
-    gaps = gaps.to(torch.float64)
-    gaps = gaps / gaps.sum(dim=-1, keepdim=True) * math.pi
-    return torch.cumsum(gaps, dim=-1)[..., :-1]
+    n = gaps.shape[-1]
+    if min_gap * n >= math.pi:
+        raise ValueError(f"minimum LSF gap {min_gap} too large for {n} gaps")
+    frac = gaps / gaps.sum(dim=-1, keepdim=True)
+    return torch.cumsum(min_gap + (math.pi - n * min_gap) * frac, dim=-1)[..., :-1]
+
+
+class _LsfProducts(torch.autograd.Function):
+    """p(w) = cos(w/2) prod_odd (cos w - cos w_i),  q(w) = sin(w/2) prod_even (cos w - cos w_i).
+
+    A custom function so that the ten-factor products over [frames, bins] are not
+    all stored for backward: the gradient d p / d w_i = p sin(w_i) / (cos w - cos w_i)
+    is recomputed from the output. A grid point that coincides exactly with an
+    LSF (0 / 0) drops that frame's gradient for that LSF instead of making NaN.
+    """
+
+    @staticmethod
+    def forward(ctx, lsf: torch.Tensor, cos_grid: torch.Tensor, half_cos: torch.Tensor, half_sin: torch.Tensor):
+        cos_l = torch.cos(lsf)
+        p = half_cos.expand(*lsf.shape[:-1], -1).clone()
+        q = half_sin.expand(*lsf.shape[:-1], -1).clone()
+        for i in range(lsf.shape[-1]):
+            (p if i % 2 == 0 else q).mul_(cos_grid - cos_l[..., i:i + 1])
+        ctx.save_for_backward(lsf, cos_grid, p, q)
+        return p, q
+
+    @staticmethod
+    def backward(ctx, grad_p: torch.Tensor, grad_q: torch.Tensor):
+        lsf, cos_grid, p, q = ctx.saved_tensors
+        cos_l, sin_l = torch.cos(lsf), torch.sin(lsf)
+        weighted = (grad_p * p, grad_q * q)
+        grads = []
+        for i in range(lsf.shape[-1]):
+            ratio = (weighted[i % 2] / (cos_grid - cos_l[..., i:i + 1])).sum(-1)
+            grads.append(torch.nan_to_num(ratio, nan=0.0, posinf=0.0, neginf=0.0) * sin_l[..., i])
+        return torch.stack(grads, dim=-1), None, None, None
+
+
+def inverse_filter_response(lsf: torch.Tensor, n_fft: int = 1024) -> torch.Tensor:
+    """1 / A(e^{jw}) on the ``n_fft // 2 + 1`` bins of an n_fft-point FFT, straight from the LSFs (complex64).
+
+    On the unit circle A = e^{-jw(P+1)/2} 2^{P/2} (p(w) + j q(w)) with p, q the
+    real products of :class:`_LsfProducts` (P(z) and Q(z) are in quadrature
+    there). No polynomial is expanded, so no rounding can move a root: A has no
+    zero on the circle while the LSFs interlace, and the result equals the FFT
+    of the coefficients from :func:`lsf_to_lpc` wherever those are accurate.
+    Expanding the coefficients is ill-conditioned for clustered LSFs (float64
+    roots escape the unit circle); this form is not.
+    """
+    order = lsf.shape[-1]
+    if order % 2:
+        raise ValueError(f"LSF order must be even, got {order}")
+    w = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=lsf.device) * (2 * math.pi / n_fft)
+    grid = [g.to(lsf.dtype) for g in (torch.cos(w), torch.cos(w / 2), torch.sin(w / 2))]
+    p, q = _LsfProducts.apply(lsf, *grid)
+    scale = 2.0 ** (order // 2)
+    power = (p * p + q * q) * scale
+    shift = torch.exp(1j * w * (order + 1) / 2).to(torch.complex64 if lsf.dtype == torch.float32
+                                                     else torch.complex128)
+    return torch.complex(p / power, -q / power) * shift
+
+
+def envelope_db(lsf: torch.Tensor, n_fft: int = 512) -> torch.Tensor:
+    """Vocal-tract envelope 20 log10 |1 / A(e^{jw})| in dB on n_fft // 2 + 1 bins."""
+    return 20.0 * torch.log10(inverse_filter_response(lsf, n_fft).abs().clamp_min(1e-12))
 
 
 def _poly_from_cosines(cosines: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
@@ -82,8 +146,7 @@ def _poly_from_cosines(cosines: torch.Tensor, first: torch.Tensor) -> torch.Tens
     poly = first.expand(*cosines.shape[:-1], first.shape[-1])
     for i in range(cosines.shape[-1]):
         c = cosines[..., i:i + 1]
-        padded = F.pad(poly, (0, 2))
-        poly = padded - 2 * c * F.pad(poly, (1, 1)) + F.pad(poly, (2, 0))
+        poly = F.pad(poly, (0, 2)) - 2 * c * F.pad(poly, (1, 1)) + F.pad(poly, (2, 0))
     return poly
 
 
@@ -105,22 +168,6 @@ def lsf_to_lpc(lsf: torch.Tensor) -> torch.Tensor:
     q = _poly_from_cosines(cos[..., 1::2], torch.tensor([1.0, -1.0], dtype=torch.float64, device=lsf.device))
     a = 0.5 * (p + q)
     return a[..., : order + 1]
-
-
-def inverse_filter_response(a: torch.Tensor, n_fft: int = N_FFT) -> torch.Tensor:
-    """1 / A(e^{jw}) on the ``n_fft // 2 + 1`` bins of an n_fft-point FFT (complex64).
-
-    A(e^{jw_k}) = sum_m a_m e^{-j w_k m} is exactly the FFT of the zero-padded
-    coefficients; evaluated and inverted in float64, then cast.
-    """
-    spec = torch.fft.rfft(a.to(torch.float64), n=n_fft, dim=-1)
-    return (1.0 / spec).to(torch.complex64)
-
-
-def envelope_db(a: torch.Tensor, n_fft: int = 512) -> torch.Tensor:
-    """Vocal-tract envelope 20 log10 |1 / A(e^{jw})| in dB on n_fft // 2 + 1 bins."""
-    spec = torch.fft.rfft(a.to(torch.float64), n=n_fft, dim=-1)
-    return (-20.0 * torch.log10(spec.abs().clamp_min(1e-12))).to(torch.float32)
 
 
 # ----------------------------------------------------------------------------- excitation
@@ -226,7 +273,9 @@ def excitation_spectra(f0: torch.Tensor, n_samples: int, sr: int, n_harmonics: i
 
 def band_response(bands: torch.Tensor, n_bins: int) -> torch.Tensor:
     """Noise-filter magnitude on ``n_bins`` bins from band magnitudes linearly spaced 0..Nyquist."""
-    return F.interpolate(bands.unsqueeze(-2), size=n_bins, mode="linear", align_corners=True).squeeze(-2)
+    flat = bands.reshape(-1, 1, bands.shape[-1])
+    out = F.interpolate(flat, size=n_bins, mode="linear", align_corners=True)
+    return out.reshape(*bands.shape[:-1], n_bins)
 
 
 # ----------------------------------------------------------------------------- synthesis
@@ -277,9 +326,14 @@ def multiscale_spectral_loss(target: torch.Tensor, estimate: torch.Tensor,
     total = estimate.new_zeros(())
     for n_fft in fft_sizes:
         window = hann(n_fft, estimate.device)
-        both = torch.stft(torch.cat([target, estimate]), n_fft, hop_length=n_fft // 4, window=window,
-                          center=True, return_complex=True).abs()
-        mag_t, mag_e = both.chunk(2)
+
+        def magnitude(x: torch.Tensor) -> torch.Tensor:
+            return torch.stft(x, n_fft, hop_length=n_fft // 4, window=window, center=True,
+                              return_complex=True).abs()
+
+        with torch.no_grad():  # the target needs no gradient: don't pay for one
+            mag_t = magnitude(target)
+        mag_e = magnitude(estimate)
         total = total + (mag_t - mag_e).abs().mean() + \
             (torch.log(mag_t + LOG_EPS) - torch.log(mag_e + LOG_EPS)).abs().mean()
     return total

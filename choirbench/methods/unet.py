@@ -56,7 +56,9 @@ def f0_activation(f0: torch.Tensor, n_bins: int = 361, fmin: float = 32.7, cents
     cents = 1200.0 * torch.log2(torch.where(voiced, f0, torch.ones_like(f0)) / fmin)
     centre = torch.round(cents / cents_per_bin).clamp(0, n_bins - 1)
     bins = torch.arange(n_bins, dtype=f0.dtype, device=f0.device)
-    act = torch.exp(-0.5 * ((bins[:, None] - centre[..., None, :]) / sigma) ** 2)
+    # distances beyond 8 sigma are cut to exactly zero (no slow denormal exponentials)
+    distance = ((bins[:, None] - centre[..., None, :]).abs() / sigma).clamp_max(8.0)
+    act = torch.exp(-0.5 * distance ** 2) * (distance < 8.0)
     return act * voiced[..., None, :].to(f0.dtype)
 
 
@@ -211,9 +213,17 @@ class UNet(Method):
         "checkpoint_every": 100,
     }
 
-    def __init__(self, params: dict | None = None, *, device: str = "cpu"):
-        super().__init__(params, device=device)
+    def __init__(self, params: dict | None = None, *, device: str | None = None):
+        super().__init__(params, device=device or "cpu")
+        self._device_name = device or self.params["device"]   # an explicit device wins over the config
         self.model: ConditionedUNet | None = None
+        if not 0 < self.params["hop"] <= self.params["n_fft"] // 2:
+            raise ChoirbenchError("methods.unet.params.hop must be between 1 and n_fft / 2 "
+                                  f"(got hop {self.params['hop']}, n_fft {self.params['n_fft']}): "
+                                  "the masks are inverted by overlap-add")
+        channels = self.params["channels"]
+        if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
+            raise ChoirbenchError(f"methods.unet.params.channels must be a list of positive widths, got {channels!r}")
         leak = self.params["leaky_slope"]
         if isinstance(leak, bool) or not 0 <= float(leak) < 1:
             # a published port passes True here, which makes the encoder linear
@@ -226,11 +236,8 @@ class UNet(Method):
     # -- helpers
 
     def _device(self) -> torch.device:
-        """``params.device`` when set, else the harness's device (``auto``: CUDA when present)."""
-        name = self.params["device"]
-        if name == "auto" and self.device not in (None, "", "cpu"):
-            name = self.device
-        return resolve_device(name)
+        """The constructor's device when given, else ``params.device`` (``auto``: CUDA when present)."""
+        return resolve_device(self._device_name)
 
     def _arch(self) -> dict:
         return {k: self.params[k] for k in ARCH_KEYS}

@@ -68,6 +68,13 @@ def checkpoint_input(wildcards):
     return f"results/models/{wildcards.dataset}/{trained_by(wildcards.method)}/seed{wildcards.seed}/model.pt"
 
 
+def singer_option():
+    singer = config["examples"]["singer"]
+    if not singer:
+        return ""
+    return f"--singer '{json.dumps(singer)}'" if isinstance(singer, dict) else f"--singer {singer}"
+
+
 def seeds_of(method):
     return config["seeds"] if trainable(method) else config["seeds"][:1]
 

@@ -37,7 +37,7 @@ rule excerpt_list:
         seed=config["examples"]["seed"],
         excerpt_s=config["examples"]["excerpt_s"],
         keep_first="" if config["examples"]["skip_first"] else "--keep-first",
-        singer=f"--singer {config['examples']['singer']}" if config["examples"]["singer"] else "",
+        singer=singer_option(),
         min_voiced=config["examples"]["min_voiced"],
         max_examples=lambda w: config["examples"]["max_examples"][w.split],
     shell:

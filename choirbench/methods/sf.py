@@ -1,0 +1,234 @@
+"""``sf``: the differentiable source-filter model of Schulze-Forster et al. (2023), unsupervised or supervised.
+
+Unsupervised training compares the mixture with the *sum* of the synthesised
+voices (training and validation alike), so it never needs, nor touches, an
+isolated voice; supervised training compares each synthesised voice with the
+true one. Outputs: ``synthesis`` (the synthesised voices) or ``masking``
+(ratio masks |S_j| / sum_k |S_k| on a 2048/256 STFT applied to the mixture).
+Network: :mod:`choirbench.methods.sf_model`; synthesiser and loss:
+:mod:`choirbench.methods.sf_dsp`; training: the shared loop in
+:mod:`choirbench.methods.training`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
+from choirbench.methods import sf_dsp
+from choirbench.methods.base import Method, register
+from choirbench.methods.sf_model import Architecture, SourceFilterNet
+from choirbench.methods.stft import istft, stft
+from choirbench.methods.training import TRAIN_DEFAULTS, TrainSettings, resolve_device, train
+
+log = logging.getLogger(__name__)
+
+ARCH_KEYS = tuple(Architecture().to_dict())
+OUTPUTS = ("masking", "synthesis")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+SEPARATION_NOISE_SEED = 0
+"""Synthesis draws white noise; separation uses a fixed seed so that its output is reproducible."""
+
+PAPER_PARAMS: dict = {
+    **Architecture().to_dict(),
+    "loss_fft_sizes": [2048, 1024, 512, 256, 128, 64],
+    "excerpt_s": 4.0,
+    **TRAIN_DEFAULTS,
+    "batch_size": 15, "lr": 1e-4, "weight_decay": 1e-5, "lr_decay": 0.98, "lr_decay_every": 200 * 20,
+    "steps": 500_000, "valid_every": 200, "patience": 200, "checkpoint_every": 200,
+}
+"""The paper's configuration (for ``config/paper.yaml``): 5.6 M parameters, batch 15, 4-s excerpts."""
+
+
+@register
+class SourceFilter(Method):
+    """Differentiable source-filter separation (harmonic + noise source, LSF all-pole vocal tract)."""
+
+    name = "sf"
+    trainable = True
+    defaults = {
+        "supervised": False,
+        "output": "masking",
+        "device": "auto",
+        "precision": "fp32",        # network in fp32, or bf16 mixed precision (autocast)
+        # CPU default sizes (config/paper.yaml restores the paper's: see PAPER_PARAMS)
+        "encoder_hidden": 64, "encoder_layers": 3, "embedding": 64, "decoder_hidden": 128, "mlp_layers": 3,
+        "n_harmonics": 101, "filter_order": 20, "noise_bands": 40, "lsf_min_gap_hz": 50.0,
+        "encoder_fft": 512, "sample_rate": SAMPLE_RATE,
+        "loss_fft_sizes": [2048, 1024, 512, 256, 128, 64],
+        "mask_fft": 2048, "mask_hop": 256,
+        "excerpt_s": 2.0,            # training excerpt length (cut from the sampler's excerpts)
+        "max_valid_examples": 32,    # validation subset (fixed, first examples) to bound validation time
+        **TRAIN_DEFAULTS,
+        "steps": 1200, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-5, "lr_decay": 0.98,
+        "lr_decay_every": 100, "valid_every": 100, "patience": 10, "checkpoint_every": 100, "grad_clip": 1.0,
+    }
+
+    def __init__(self, params: dict | None = None, *, device: str | None = None):
+        super().__init__(params, device=device or "cpu")
+        p = self.params
+        if p["output"] not in OUTPUTS:
+            raise ChoirbenchError(f"methods.sf.params.output must be one of {OUTPUTS}, got {p['output']!r}")
+        if p["precision"] not in PRECISIONS:
+            raise ChoirbenchError(f"methods.sf.params.precision must be one of {sorted(PRECISIONS)}, "
+                                  f"got {p['precision']!r}")
+        if p["filter_order"] % 2:
+            raise ChoirbenchError(f"methods.sf.params.filter_order must be even, got {p['filter_order']}")
+        self.torch_device = resolve_device(device or p["device"])
+        self.model: SourceFilterNet | None = None
+
+    @property
+    def uses_isolated_voices(self) -> bool:
+        return bool(self.params["supervised"])
+
+    # ------------------------------------------------------------------ building blocks
+    def architecture(self) -> Architecture:
+        return Architecture(**{k: self.params[k] for k in ARCH_KEYS})
+
+    def _autocast(self):
+        return PRECISIONS[self.params["precision"]]
+
+    def make_batch(self, mixtures: np.ndarray, voices: np.ndarray | None, f0: np.ndarray,
+                   generator: torch.Generator | None = None, n_samples: int | None = None) -> tuple:
+        """Tensors on the device plus the parameter-free excitation spectra (computed without autograd).
+
+        ``n_samples`` crops to the training excerpt length. Unsupervised batches
+        carry no voices even if given.
+        """
+        n = mixtures.shape[-1] if n_samples is None else min(n_samples, mixtures.shape[-1])
+        dev = self.torch_device
+        mix = torch.as_tensor(mixtures[..., :n], dtype=torch.float32, device=dev)
+        f0_t = torch.as_tensor(f0[..., : n // HOP], dtype=torch.float32, device=dev)
+        refs = None
+        if self.params["supervised"]:
+            if voices is None:
+                raise ChoirbenchError("supervised sf training needs isolated voices (sampler with_voices=True)")
+            refs = torch.as_tensor(voices[..., :n], dtype=torch.float32, device=dev)
+        harm, noise = sf_dsp.excitation_spectra(f0_t, n, self.params["sample_rate"], self.params["n_harmonics"],
+                                                generator=generator)
+        return mix, refs, f0_t, harm, noise
+
+    def loss(self, model: SourceFilterNet, batch: tuple) -> torch.Tensor:
+        """Multi-scale spectral loss: mixture vs sum of voices (unsupervised) or voice vs voice (supervised)."""
+        mix, refs, f0, harm, noise = batch
+        spectra = model(mix, f0, harm, noise, self._autocast())
+        n = mix.shape[-1]
+        sizes = tuple(self.params["loss_fft_sizes"])
+        if refs is None:
+            return sf_dsp.multiscale_spectral_loss(mix, sf_dsp.frames_to_signal(spectra.sum(1), n), sizes)
+        return sf_dsp.multiscale_spectral_loss(refs, sf_dsp.frames_to_signal(spectra, n), sizes)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train_sampler, valid, out_dir: Path, seed: int) -> Path:
+        p = self.params
+        supervised = bool(p["supervised"])
+        if p["sample_rate"] != SAMPLE_RATE:
+            raise ChoirbenchError(f"methods.sf.params.sample_rate must be {SAMPLE_RATE}")
+        torch.manual_seed(seed)
+        model = SourceFilterNet(self.architecture()).to(self.torch_device)
+        log.info("sf (%s): %d parameters on %s", "supervised" if supervised else "unsupervised",
+                 sum(t.numel() for t in model.parameters()), self.torch_device)
+        valid_batches = self._valid_batches(valid, supervised)
+        n_train = int(round(p["excerpt_s"] * SAMPLE_RATE)) // HOP * HOP
+
+        def to_batch(raw):
+            if len(raw) == 4:  # validation: fixed noise so validation losses compare
+                gen = torch.Generator(device=self.torch_device).manual_seed(raw[3])
+                return self.make_batch(raw[0], raw[1], raw[2], generator=gen)
+            return self.make_batch(raw[0], raw[1] if supervised else None, raw[2], n_samples=n_train)
+
+        settings = TrainSettings.from_params(p)
+        path = train(model, self.loss, train_sampler, valid_batches, out_dir, settings, seed, to_batch=to_batch,
+                     extra={"arch": self.architecture().to_dict(), "params": dict(p)})
+        self.model = model
+        self.load(path)
+        return path
+
+    def _valid_batches(self, valid, supervised: bool) -> list:
+        """Fixed validation batches (mixtures, voices | None, f0, noise seed), grouped by shape."""
+        examples = list(valid or [])[: self.params["max_valid_examples"]]
+        groups: dict[tuple, list] = {}
+        for e in examples:
+            groups.setdefault((len(e.f0), len(e.mixture)), []).append(e)
+        batches = []
+        size = self.params["batch_size"]
+        for group in groups.values():
+            for i in range(0, len(group), size):
+                chunk = group[i:i + size]
+                voices = np.stack([e.voices for e in chunk]).astype(np.float32) if supervised else None
+                batches.append((np.stack([e.mixture for e in chunk]).astype(np.float32), voices,
+                                np.stack([e.f0 for e in chunk]).astype(np.float32), 1000 + len(batches)))
+        return batches
+
+    def load(self, checkpoint: Path) -> None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        arch = Architecture(**state["arch"])
+        model = SourceFilterNet(arch)
+        model.load_state_dict(state["model"])
+        self.model = model.to(self.torch_device).eval()
+
+    # ------------------------------------------------------------------ inference
+    def _require_model(self) -> SourceFilterNet:
+        if self.model is None:
+            raise RuntimeError("sf: call fit() or load() before separating")
+        return self.model
+
+    def _check_input(self, mixture, sr, f0) -> tuple[np.ndarray, np.ndarray]:
+        if sr != self.params["sample_rate"]:
+            raise ChoirbenchError(f"sf works at {self.params['sample_rate']} Hz, got a {sr} Hz mixture")
+        f0 = np.atleast_2d(np.asarray(f0, dtype=np.float32))
+        return np.asarray(mixture, dtype=np.float32), f0
+
+    @torch.no_grad()
+    def synthesize(self, mixture: np.ndarray, sr: int, f0: np.ndarray) -> np.ndarray:
+        """The synthesised voices [J, N] (output mode ``synthesis``)."""
+        model = self._require_model()
+        mixture, f0 = self._check_input(mixture, sr, f0)
+        gen = torch.Generator(device=self.torch_device).manual_seed(SEPARATION_NOISE_SEED)
+        mix, _, f0_t, harm, noise = self.make_batch(mixture[None], None, f0[None], generator=gen)
+        spectra = model(mix, f0_t, harm, noise, self._autocast())
+        return sf_dsp.frames_to_signal(spectra, len(mixture))[0].cpu().numpy()
+
+    def separate(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs) -> np.ndarray:
+        output = output or self.params["output"]
+        if output not in OUTPUTS:
+            raise ChoirbenchError(f"sf output must be one of {OUTPUTS}, got {output!r}")
+        voices = self.synthesize(mixture, sr, f0)
+        if output == "synthesis":
+            return voices.astype(np.float32)
+        n_fft, hop = self.params["mask_fft"], self.params["mask_hop"]
+        mixture = np.asarray(mixture, dtype=np.float32)
+        mags = np.abs(stft(voices, n_fft, hop))
+        total = mags.sum(axis=0, keepdims=True)
+        J = len(voices)
+        masks = np.divide(mags, total, out=np.full_like(mags, 1.0 / J), where=total > 1e-12)
+        return istft(masks * stft(mixture, n_fft, hop)[None], hop, len(mixture)).astype(np.float32)
+
+    @torch.no_grad()
+    def export_parameters(self, mixture, sr, f0) -> dict[str, np.ndarray]:
+        """What the model 'believes' per voice: F0 used, amplitudes, noise, LSFs and vocal-tract envelope.
+
+        Arrays: f0_hz [J, L], harmonic_amplitude [J, L], noise_gain [J, L],
+        lsf_hz [J, L, P], noise_bands [J, n_bands], envelope_db [J, 257, L]
+        (20 log10 |1/A| on a 512-point grid), freqs_hz [257], times_s [L].
+        """
+        model = self._require_model()
+        mixture, f0 = self._check_input(mixture, sr, f0)
+        mix = torch.as_tensor(mixture[None], device=self.torch_device)
+        c = model.controls(mix, torch.as_tensor(f0[None], device=self.torch_device), self._autocast())
+        env = sf_dsp.envelope_db(c["lsf"][0], 512)                              # [J, L, 257]
+        L = c["f0"].shape[-1]
+        return {
+            "f0_hz": c["f0"][0].cpu().numpy().astype(np.float32),
+            "harmonic_amplitude": c["amplitude"][0].cpu().numpy().astype(np.float32),
+            "noise_gain": c["noise_gain"][0].cpu().numpy().astype(np.float32),
+            "lsf_hz": (c["lsf"][0] * sr / (2 * np.pi)).cpu().numpy().astype(np.float32),
+            "noise_bands": c["noise_bands"][0].cpu().numpy().astype(np.float32),
+            "envelope_db": env.transpose(-1, -2).cpu().numpy().astype(np.float32),
+            "freqs_hz": (np.arange(257) * sr / 512).astype(np.float32),
+            "times_s": (np.arange(L) * HOP / sr).astype(np.float32),
+            "sr": np.array(sr),
+        }

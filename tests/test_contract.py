@@ -1,0 +1,70 @@
+"""The method contract, run against every registered method (benchopt-style generic test)."""
+import numpy as np
+import pytest
+
+from choirbench.data_prep.prepared import ExcerptSampler, load_example, make_examples
+from choirbench.methods import available, get
+from choirbench.methods.base import check_output
+
+
+@pytest.fixture(scope="module")
+def satb_example(tiny_dataset):
+    row = next(make_examples(tiny_dataset, 4, "test", seed=0, skip_first=False).itertuples())
+    return load_example(tiny_dataset, row)
+
+
+@pytest.fixture(scope="module")
+def ready_method(tiny_dataset, tmp_path_factory):
+    """Build each method once; trainable ones get a few training steps on the tiny dataset."""
+    cache = {}
+
+    def make(name):
+        if name not in cache:
+            cls = get(name)
+            method = cls(cls.smoke_params)
+            if cls.trainable:
+                valid = [load_example(tiny_dataset, r) for r in
+                         make_examples(tiny_dataset, 4, "valid", seed=0, skip_first=False).itertuples()][:1]
+                sampler = ExcerptSampler(tiny_dataset, "train", seed=0, with_voices=method.uses_isolated_voices)
+                if not method.uses_isolated_voices:
+                    valid = [v.__class__(**{**v.__dict__, "voices": None}) for v in valid]
+                checkpoint = method.fit(sampler, valid, tmp_path_factory.mktemp(name), seed=0)
+                method = cls(cls.smoke_params)
+                method.load(checkpoint)
+            cache[name] = method
+        return cache[name]
+
+    return make
+
+
+@pytest.mark.parametrize("name", available())
+def test_separate_returns_finite_voices_of_the_mixture_length(name, satb_example, ready_method):
+    method = ready_method(name)
+    ex = satb_example
+    extra = {"references": ex.voices} if method.needs_references else {}
+    voices = check_output(method.separate(ex.mixture, ex.sr, ex.f0, ex.notes, **extra), ex.mixture, 4, name)
+    assert voices.shape == (4, len(ex.mixture)) and voices.dtype == np.float32
+    assert np.all(np.isfinite(voices)) and np.any(voices)
+
+
+@pytest.mark.parametrize("name", available())
+def test_silence_in_silence_out(name, satb_example, ready_method):
+    method = ready_method(name)
+    ex = satb_example
+    silent = np.zeros_like(ex.mixture)
+    extra = {"references": np.zeros_like(ex.voices)} if method.needs_references else {}
+    voices = method.separate(silent, ex.sr, ex.f0, ex.notes, **extra)
+    assert voices.shape == (4, len(silent)) and np.all(np.isfinite(voices))
+    assert np.max(np.abs(voices)) < 1e-6
+
+
+@pytest.mark.parametrize("name", available())
+def test_any_number_of_voices_and_odd_lengths(name, satb_example, ready_method):
+    method = ready_method(name)
+    ex = satb_example
+    n = 3 * 16000 + 123
+    mix, f0, refs = ex.voices[:2, :n].sum(0), ex.f0[:2, : n // 256], ex.voices[:2, :n]
+    notes = [v for v in ex.notes[:2]] if ex.notes else None
+    extra = {"references": refs} if method.needs_references else {}
+    voices = method.separate(mix, ex.sr, f0, notes, **extra)
+    assert voices.shape == (2, n) and np.all(np.isfinite(voices))
