@@ -12,6 +12,7 @@ from choirbench.methods._nmf_common import f0_on_frames, notes_from_f0, ratio_ma
 from choirbench.methods.nmf1 import nmf_mu, nmf_sklearn
 from choirbench.methods.nmf2 import klglott88_harmonics
 
+FAST = {"iterations": 10}  # edge-case tests: fewer updates, same code paths
 SECONDS = 2.0
 N = int(SECONDS * SAMPLE_RATE)
 T = N // HOP
@@ -61,8 +62,8 @@ def test_two_tones_separated(two_voices, name, use_notes):
 def test_wrong_f0_separates_worse(two_voices):
     """The F0 really drives nmf2: swapped F0s give a much worse first voice."""
     stems, mixture, f0, _ = two_voices
-    good = sdr(stems[0], get("nmf2")().separate(mixture, SAMPLE_RATE, f0)[0])
-    bad = sdr(stems[0], get("nmf2")().separate(mixture, SAMPLE_RATE, f0[::-1])[0])
+    good = sdr(stems[0], get("nmf2")(FAST).separate(mixture, SAMPLE_RATE, f0)[0])
+    bad = sdr(stems[0], get("nmf2")(FAST).separate(mixture, SAMPLE_RATE, f0[::-1])[0])
     assert bad < good - 10
 
 
@@ -96,10 +97,10 @@ def test_nmf_mu_monotone_on_random_problem():
 @pytest.mark.parametrize("knobs", [{}, {"n_residual": 0}, {"beta": 1.0}])
 def test_nmf2_monotone_and_zeros_kept(two_voices, knobs):
     _, mixture, f0, _ = two_voices
-    method = get("nmf2")({"iterations": 8, **knobs})
+    method = get("nmf2")({"iterations": 6, **knobs})
     parts = method.decompose(mixture, SAMPLE_RATE, f0, track=True)
     trace = np.asarray(parts["trace"])
-    assert len(trace) > 8
+    assert len(trace) > 6
     assert np.all(np.diff(trace) <= 1e-6 * np.abs(trace[1:])), np.diff(trace).max()
     assert trace[-1] < trace[0]
     allowed = parts["allowed"]
@@ -158,7 +159,7 @@ def test_silent_voice_and_silence(two_voices, name):
     stems, mixture, f0, notes = two_voices
     f0_3 = np.concatenate([f0, np.zeros((1, T))])
     notes_3 = notes + [np.zeros((0, 3))] if name == "nmf1" else None
-    method = get(name)()
+    method = get(name)(FAST)
     voices = method.separate(mixture, SAMPLE_RATE, f0_3, notes_3)
     assert voices.shape == (3, N) and np.all(np.isfinite(voices))
     assert np.all(voices[2] == 0)
@@ -173,7 +174,7 @@ def test_nmf1_notes_outside_excerpt(two_voices):
     stems, mixture, f0, _ = two_voices
     notes = [np.array([[-1.0, 1.0, 57], [1.0, 5.0, 59], [3.0, 4.0, 60], [-2.0, -1.0, 40]]),
              np.array([[0.3, 1.0, 64], [1.0, 9.0, 62], [np.nan, 1.0, 70]])]
-    method = get("nmf1")({"onset_templates": True})
+    method = get("nmf1")({"onset_templates": True, **FAST})
     parts = method.decompose(mixture, SAMPLE_RATE, f0, notes)
     assert len(parts["owner"]) == 2 * 4  # 2 pitches x (harmonic + onset) per voice: the outside notes are gone
     voices = method.separate(mixture, SAMPLE_RATE, f0, notes)
@@ -187,7 +188,7 @@ def test_f0_outside_grid(two_voices, name, caplog):
     odd[1] = np.where(odd[1] > 0, 9000.0, 0.0)  # above Nyquist: no template can exist
     odd[0, :10] = 5.0  # far below the grid for a few frames
     odd[0, 10:12] = np.nan
-    kw = {"midi_min": 30} if name == "nmf1" else {}
+    kw = {"midi_min": 30, **FAST} if name == "nmf1" else FAST
     with caplog.at_level(logging.WARNING):
         voices = get(name)(kw).separate(mixture, SAMPLE_RATE, odd, None)
     assert np.all(np.isfinite(voices))
@@ -201,7 +202,7 @@ def test_f0_outside_grid(two_voices, name, caplog):
 def test_f0_length_off_by_one(two_voices, name, delta):
     stems, mixture, f0, _ = two_voices
     f0_other = f0[:, :T + delta] if delta < 0 else np.concatenate([f0, f0[:, -1:]], axis=1)
-    voices = get(name)().separate(mixture, SAMPLE_RATE, f0_other, None)
+    voices = get(name)(FAST).separate(mixture, SAMPLE_RATE, f0_other, None)
     assert min(sdr(stems[j], voices[j]) for j in range(2)) >= 10.0
 
 

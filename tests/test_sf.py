@@ -1,0 +1,255 @@
+"""Tests of the differentiable source-filter model: signal model, loss, training, resume, outputs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+
+from choirbench import HOP, SAMPLE_RATE
+from choirbench.data_prep.prepared import ExcerptSampler, load_excerpt
+from choirbench.methods import sf_dsp
+from choirbench.methods.sf import SourceFilter
+from choirbench.methods.sf_model import Architecture, SourceFilterNet
+
+TINY = {"encoder_hidden": 16, "encoder_layers": 2, "embedding": 16, "decoder_hidden": 32, "mlp_layers": 2,
+        "n_harmonics": 30, "excerpt_s": 1.0, "batch_size": 4, "lr": 3e-3, "device": "cpu",
+        "loss_fft_sizes": [1024, 256, 64], "max_valid_examples": 4}
+
+
+def lsf_batch(scale: float, n: int = 400, seed: int = 0, min_gap_hz: float = 50.0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    gaps = sf_dsp.exp_sigmoid(torch.randn(n, 21, generator=gen, dtype=torch.float64) * scale)
+    return sf_dsp.lsf_from_gaps(gaps, 2 * math.pi * min_gap_hz / SAMPLE_RATE)
+
+
+# ----------------------------------------------------------------------------- vocal tract
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 3.0])
+def test_lsf_to_lpc_is_minimum_phase_for_network_like_outputs(scale):
+    a = sf_dsp.lsf_to_lpc(lsf_batch(scale)).numpy()
+    assert np.allclose(a[:, 0], 1.0)
+    radii = np.array([np.abs(np.roots(coeffs)).max() for coeffs in a])
+    assert radii.max() < 1.0, radii.max()
+
+
+def winding_number(lsf: torch.Tensor, n_grid: int = 1 << 14) -> np.ndarray:
+    """Turns of A(e^jw) around 0 for w in [0, 2 pi): 0 <=> all P roots of A(z) inside the unit circle."""
+    inv = sf_dsp.inverse_filter_response(lsf, n_grid).numpy()              # w in [0, pi]
+    a = 1.0 / inv
+    full = np.concatenate([a, np.conj(a[..., -2:0:-1])], axis=-1)         # [0, 2 pi)
+    phase = np.unwrap(np.angle(full), axis=-1)
+    closing = np.angle(full[..., :1] / full[..., -1:])[..., 0]           # last step back to w = 0
+    return np.round((phase[..., -1] - phase[..., 0] + closing) / (2 * np.pi)).astype(int)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+def test_filter_used_is_minimum_phase_even_for_extreme_outputs(scale):
+    """Expanded float64 coefficients lose roots outside the circle for clustered LSFs; the
+    product form the synthesiser uses keeps A(e^jw) winding zero times around the origin."""
+    lsf = lsf_batch(scale, n=20)
+    lsf = torch.cat([lsf, extreme_lsfs()])
+    assert np.all(winding_number(lsf) == 0)
+    assert torch.all(torch.isfinite(sf_dsp.inverse_filter_response(lsf)))
+
+
+def extreme_lsfs() -> torch.Tensor:
+    """Every LSF but one crowded at the minimum spacing, the big gap moved around."""
+    rows = []
+    for big in range(0, 21, 4):
+        gaps = torch.full((21,), 1e-9, dtype=torch.float64)
+        gaps[big] = 1.0
+        rows.append(gaps)
+    return sf_dsp.lsf_from_gaps(torch.stack(rows), 2 * math.pi * 50.0 / SAMPLE_RATE)
+
+
+def test_minimum_phase_detector_can_fail():
+    """The winding test is not a tautology: a maximum-phase A(z) (reversed coefficients) winds."""
+    a = sf_dsp.lsf_to_lpc(lsf_batch(1.0, n=1)).numpy()[0]
+    reversed_a = a[::-1] / a[-1]
+    spec = np.fft.fft(reversed_a, 1 << 14)
+    turns = np.round((np.unwrap(np.angle(spec))[-1] - np.angle(spec[0])) / (2 * np.pi))
+    assert abs(turns) >= 10
+
+
+def test_product_form_equals_fft_of_coefficients():
+    lsf = lsf_batch(1.0, n=50)
+    a = sf_dsp.lsf_to_lpc(lsf)
+    expected = 1.0 / torch.fft.rfft(a, n=1024)
+    got = sf_dsp.inverse_filter_response(lsf, 1024)
+    assert torch.max((got - expected).abs() / expected.abs()) < 1e-6  # coefficient rounding
+
+
+def test_frequency_domain_filtering_matches_lfilter_frame_by_frame():
+    """Stated tolerance: the 1024-point product equals lfilter on the 512-sample frame with the impulse
+    response folded at 1024 samples (1e-6), and lfilter itself within 1e-4 of the frame peak for
+    filters whose poles have radius <= 0.98 (bandwidths >= 100 Hz)."""
+    rng = np.random.default_rng(1)
+    lsf = lsf_batch(0.5, n=40, seed=3, min_gap_hz=150.0)
+    a = sf_dsp.lsf_to_lpc(lsf).numpy()
+    inv = sf_dsp.inverse_filter_response(lsf, sf_dsp.N_FFT).numpy()
+    window = np.hanning(sf_dsp.WIN + 1)[:-1]
+    checked = 0
+    for coeffs, response in zip(a, inv):
+        frame = rng.standard_normal(sf_dsp.WIN) * window
+        y_fd = np.fft.irfft(np.fft.rfft(frame, sf_dsp.N_FFT) * response, sf_dsp.N_FFT)
+        y_td = scipy.signal.lfilter([1.0], coeffs, np.r_[frame, np.zeros(16 * sf_dsp.N_FFT - sf_dsp.WIN)])
+        peak = np.abs(y_td).max()
+        folded = y_td.reshape(-1, sf_dsp.N_FFT).sum(0)
+        assert np.abs(y_fd - folded).max() < 1e-6 * peak
+        if np.abs(np.roots(coeffs)).max() <= 0.98:
+            assert np.abs(y_fd - y_td[: sf_dsp.N_FFT]).max() < 1e-4 * peak
+            checked += 1
+    assert checked >= 10
+
+
+def test_inverse_filter_gradient():
+    lsf = lsf_batch(1.0, n=2).clone().requires_grad_(True)
+    w = torch.arange(33, dtype=torch.float64) * 2 * math.pi / 64
+    assert torch.autograd.gradcheck(
+        lambda x: sf_dsp._LsfProducts.apply(x, torch.cos(w), torch.cos(w / 2), torch.sin(w / 2)), (lsf,))
+
+
+# ----------------------------------------------------------------------------- source
+
+def test_harmonic_source_peaks_at_multiples_of_f0_and_nothing_above_nyquist():
+    n = 16000
+    f0_hz = 700.0  # 11 harmonics below 8 kHz
+    f0 = torch.full((1, n // HOP), f0_hz)
+    frames = sf_dsp.harmonic_frames(f0, n, SAMPLE_RATE, n_harmonics=101)
+    signal = sf_dsp.overlap_add(torch.nn.functional.pad(frames, (0, sf_dsp.N_FFT - sf_dsp.WIN)), n)[0].numpy()
+    spec = np.abs(np.fft.rfft(signal[2000:2000 + 8192] * np.hanning(8192)))
+    freqs = np.fft.rfftfreq(8192, 1 / SAMPLE_RATE)
+    peaks, _ = scipy.signal.find_peaks(spec, height=spec.max() * 0.05)
+    found = freqs[peaks]
+    expected = f0_hz * np.arange(1, 12)
+    assert len(found) == len(expected)
+    assert np.allclose(found, expected, atol=3.0)
+    heights = spec[peaks]
+    assert heights.max() / heights.min() < 1.3  # equal amplitudes before the slope filter
+    # a harmonic above Nyquist would alias to 16000 - 12 * 700 = 7600 Hz: nothing there
+    assert spec[np.abs(freqs - 7600) < 30].max() < 1e-3 * spec.max()
+
+
+def test_gliding_harmonic_source_has_no_aliases():
+    """F0 glides 600 -> 700 Hz: where harmonics above Nyquist would fold (16 kHz - k F0) there is nothing."""
+    n = 32000
+    f0_frames = np.linspace(600, 700, n // HOP)
+    frames = sf_dsp.harmonic_frames(torch.tensor(f0_frames, dtype=torch.float32)[None], n, SAMPLE_RATE)
+    signal = sf_dsp.overlap_add(torch.nn.functional.pad(frames, (0, sf_dsp.N_FFT - sf_dsp.WIN)), n)[0].numpy()
+    f, t, spec = scipy.signal.stft(signal, SAMPLE_RATE, nperseg=2048, noverlap=1536)
+    mag = np.abs(spec)
+    checked = 0
+    for i, time_s in enumerate(t[2:-2], start=2):
+        f0 = np.interp(time_s * SAMPLE_RATE / HOP, np.arange(len(f0_frames)), f0_frames)
+        harmonics = f0 * np.arange(1, 30)
+        for k in range(1, 30):
+            if SAMPLE_RATE / 2 + 200 < k * f0 < SAMPLE_RATE:  # (near Nyquist the STFT smears real harmonics)
+                alias = SAMPLE_RATE - k * f0
+                if np.min(np.abs(harmonics - alias)) < 150:  # a real, gliding harmonic
+                    continue
+                near = np.abs(f - alias) < 15
+                assert mag[near, i].max() < 1e-2 * mag[:, i].max(), (time_s, k)
+                checked += 1
+    assert checked > 50
+
+
+def test_unvoiced_frames_are_silent():
+    f0 = torch.zeros(1, 40)
+    assert torch.all(sf_dsp.harmonic_frames(f0, 40 * HOP, SAMPLE_RATE) == 0)
+
+
+# ----------------------------------------------------------------------------- loss
+
+def test_loss_is_zero_for_identical_inputs_and_positive_otherwise():
+    x = torch.randn(2, 8000)
+    assert sf_dsp.multiscale_spectral_loss(x, x.clone()).item() == 0.0
+    assert sf_dsp.multiscale_spectral_loss(x, 0.5 * x).item() > 0.1
+
+
+def test_gradient_reaches_every_parameter():
+    arch = Architecture(encoder_hidden=8, encoder_layers=3, embedding=8, decoder_hidden=16, mlp_layers=3,
+                        n_harmonics=20)
+    torch.manual_seed(0)
+    model = SourceFilterNet(arch)
+    n = 8 * HOP
+    f0 = torch.tensor([[[220.0] * 8, [330.0] * 4 + [0.0] * 4]])
+    mix = torch.randn(1, n) * 0.1
+    harm, noise = sf_dsp.excitation_spectra(f0, n, SAMPLE_RATE, 20, generator=torch.Generator().manual_seed(0))
+    spectra = model(mix, f0, harm, noise)
+    loss = sf_dsp.multiscale_spectral_loss(mix, sf_dsp.frames_to_signal(spectra.sum(1), n), (256, 64))
+    loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing, missing
+
+
+# ----------------------------------------------------------------------------- method
+
+def test_unsupervised_training_halves_the_loss(tiny_dataset, tmp_path):
+    params = {**TINY, "steps": 150, "valid_every": 50, "patience": 100, "checkpoint_every": 50}
+    method = SourceFilter(params)
+    sampler = ExcerptSampler(tiny_dataset, "train", seed=0, excerpt_s=1.0, with_voices=False)
+    path = method.fit(sampler, [], tmp_path / "run", seed=0)
+    assert path.is_file()
+    log = np.genfromtxt(tmp_path / "run" / "train_log.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    train = log["loss"][log["split"] == "train"].astype(float)
+    assert np.median(train[-20:]) < 0.5 * np.median(train[:5]), (train[:5], train[-20:])
+
+
+def test_unsupervised_never_reads_isolated_voices(tiny_dataset, tmp_path):
+    class NoVoices(ExcerptSampler):
+        def batch(self, size):
+            mix, voices, f0 = super().batch(size)
+            assert voices is None
+            return mix, voices, f0
+
+    method = SourceFilter({**TINY, "steps": 2, "valid_every": 2})
+    sampler = NoVoices(tiny_dataset, "train", seed=0, excerpt_s=1.0, with_voices=False)
+    valid = [load_excerpt(tiny_dataset, "song4", ("S", "A", "T", "B"), ("1",) * 4, 0, 16000)]
+    for e in valid:
+        e.voices = None
+    method.fit(sampler, valid, tmp_path / "run", seed=0)
+
+
+def test_fit_resumes_to_the_same_weights(tiny_dataset, tmp_path):
+    params = {**TINY, "steps": 6, "valid_every": 3, "checkpoint_every": 2, "supervised": True}
+    valid = [load_excerpt(tiny_dataset, "song4", ("S", "A", "T", "B"), ("1",) * 4, 0, 16000)]
+
+    def sampler():
+        return ExcerptSampler(tiny_dataset, "train", seed=1, excerpt_s=1.0, with_voices=True)
+
+    full = torch.load(SourceFilter(params).fit(sampler(), valid, tmp_path / "full", seed=3), weights_only=False)
+    # interrupted: stop after 4 steps (keeping last.pt), then restart with the full step count
+    SourceFilter({**params, "steps": 4}).fit(sampler(), valid, tmp_path / "cut", seed=3)
+    (tmp_path / "cut" / "model.pt").unlink()
+    resumed = torch.load(SourceFilter(params).fit(sampler(), valid, tmp_path / "cut", seed=3), weights_only=False)
+    assert full["step"] == resumed["step"] == 6
+    for key, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_separate_shapes_outputs_and_export(tiny_dataset, tmp_path):
+    method = SourceFilter({**TINY, "steps": 1, "valid_every": 1})
+    sampler = ExcerptSampler(tiny_dataset, "train", seed=0, excerpt_s=1.0, with_voices=False)
+    path = method.fit(sampler, [], tmp_path / "run", seed=0)
+    fresh = SourceFilter(TINY)
+    fresh.load(path)
+    for J, parts in [(4, ("S", "A", "T", "B")), (2, ("S", "B"))]:
+        e = load_excerpt(tiny_dataset, "song5", parts, ("1",) * J, 0, 32000)
+        masked = fresh.separate(e.mixture, SAMPLE_RATE, e.f0)
+        synth = fresh.separate(e.mixture, SAMPLE_RATE, e.f0, output="synthesis")
+        assert masked.shape == synth.shape == (J, len(e.mixture))
+        assert np.all(np.isfinite(masked)) and np.all(np.isfinite(synth))
+        assert np.allclose(masked.sum(0), e.mixture, atol=1e-4)  # masks sum to one
+        assert np.array_equal(synth, fresh.separate(e.mixture, SAMPLE_RATE, e.f0, output="synthesis"))
+    exported = fresh.export_parameters(e.mixture, SAMPLE_RATE, e.f0)
+    L = len(e.mixture) // HOP + 1
+    assert exported["envelope_db"].shape == (2, 257, L)
+    assert exported["lsf_hz"].shape == (2, L, 20)
+    assert np.all(np.diff(exported["lsf_hz"], axis=-1) > 0)
+    np.savez(tmp_path / "params.npz", **exported)
+    from choirbench.evaluation.interpret import plot_parameters
+    out = plot_parameters(tmp_path / "params.npz", e.voices[1], SAMPLE_RATE, tmp_path / "fig.png", voice=1)
+    assert out.is_file() and out.stat().st_size > 10_000
