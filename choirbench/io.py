@@ -44,13 +44,27 @@ def write_csv(path, frame: pd.DataFrame, **kwargs) -> None:
         frame.to_csv(tmp, index=False, **kwargs)
 
 
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
+
+
 def write_wav(path, audio: np.ndarray, sr: int = SAMPLE_RATE) -> None:
-    """Write mono float32 audio atomically (float WAV keeps estimates exact)."""
+    """Write mono float32 audio atomically (float WAV keeps estimates exact).
+
+    libsndfile adds a PEAK chunk with a wall-clock timestamp to float WAVs;
+    it is switched off so that the same samples always give the same bytes.
+    """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"{path}: expected mono audio, got shape {audio.shape}")
     with atomic_path(path, suffix=".wav") as tmp:
-        sf.write(tmp, audio, sr, subtype="FLOAT", format="WAV")
+        with sf.SoundFile(tmp, "w", sr, 1, "FLOAT", format="WAV") as handle:
+            try:
+                from soundfile import _ffi, _snd
+
+                _snd.sf_command(handle._file, _SFC_SET_ADD_PEAK_CHUNK, _ffi.NULL, 0)
+            except (ImportError, AttributeError):  # other soundfile builds: the header keeps its timestamp
+                pass
+            handle.write(audio)
 
 
 def read_wav(path, sr: int | None = SAMPLE_RATE, *, start: int = 0, frames: int = -1,

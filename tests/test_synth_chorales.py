@@ -209,6 +209,21 @@ def test_lf_pulses_have_zero_net_flow_and_follow_rd():
     assert np.all(np.diff(ta) > 0)                 # ... and so does the return phase (steeper tilt)
 
 
+def test_louder_voice_has_flatter_source_spectrum():
+    """Rd falls with loudness: shorter open phase, brighter pulses (more energy at 2-5 kHz)."""
+    traits = cs.draw_singer_traits("T", np.random.default_rng(0))
+    n_ctrl = 2 * int(cs.CTRL_RATE)
+    f0 = np.full(n_ctrl, 220.0)
+    tilt = {}
+    for loudness_db in (-6.0, 6.0):
+        rd = np.full(n_ctrl, sv.rd_for_loudness(traits, loudness_db))
+        src = sv.glottal_source(f0, rd, np.full(n_ctrl, -200.0), 2 * SAMPLE_RATE - 64, traits,
+                                np.random.default_rng(1), jitter=False)
+        freqs, power = signal.welch(src, SAMPLE_RATE, nperseg=2048)
+        tilt[loudness_db] = _band_db(freqs, power, 2000, 5000) - _band_db(freqs, power, 100, 1000)
+    assert tilt[6.0] > tilt[-6.0] + 6.0
+
+
 def test_formant_cascade_matches_scipy_with_fixed_coefficients():
     rng = np.random.default_rng(0)
     x = rng.standard_normal(1000)
@@ -298,6 +313,8 @@ def test_splits_are_by_piece_and_seeded():
     ({"pieces_list": {"train": ["bwv255"], "test": ["bwv255"]}}, "both train and test"),
     ({"singers_per_part": 0}, "singers_per_part"),
     ({"rt60_s": [1.0, 0.2]}, "rt60_s"),
+    ({"max_quarters": "long"}, "max_quarters"),
+    ({"pieces_list": ["bwv255"]}, "pieces_list must map"),
 ])
 def test_bad_input_gives_one_clear_error(tmp_path, given, message):
     params = resolve_params(synth.DEFAULTS, given, "datasets.synth-chorales")
@@ -310,3 +327,14 @@ def test_bad_input_gives_one_clear_error(tmp_path, given, message):
 def test_unknown_config_key_is_rejected():
     with pytest.raises(ChoirbenchError, match="singers"):
         resolve_params(synth.DEFAULTS, {"singers": 3}, "datasets.synth-chorales")
+
+
+@pytest.mark.benchmark
+def test_one_voice_renders_at_least_50x_real_time_per_core():
+    import time
+    synth.sing_phrase("T", [55], [1])                       # warm the LF tables and filters
+    melody = [55 + k for k in SCALE] * 3
+    start = time.process_time()
+    audio, _, _, _ = synth.sing_phrase("T", melody, [1.0] * len(melody), vowels="aeiou" * 5)
+    cpu = time.process_time() - start
+    assert len(audio) / SAMPLE_RATE / cpu >= 50.0

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import uniform_filter1d
 
 from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
 
@@ -487,7 +488,6 @@ def _smooth_noise(rng: np.random.Generator, n: int, corr_frames: float) -> np.nd
     step = max(int(corr_frames), 1)
     knots = rng.standard_normal(n // step + 3)
     x = np.interp(np.arange(n) / step, np.arange(len(knots)), knots)
-    from scipy.ndimage import uniform_filter1d
     x = uniform_filter1d(x, size=step)
     sd = x.std()
     return x / sd if sd > 0 else x
@@ -604,7 +604,6 @@ def perform_singer(notes: list[ScoreNote], time_map: TimeMap, traits: SingerTrai
                 x = np.clip((t[seg] - onsets[i]) / length, 0, 1)
                 loud[seg] += 1.5 * np.sin(np.pi * x)
         loud += 0.7 * _smooth_noise(rng, n_ctrl, 1.0 * CTRL_RATE)
-        from scipy.ndimage import uniform_filter1d
         loud = uniform_filter1d(loud, size=int(0.06 * CTRL_RATE))
 
     # --- vowels

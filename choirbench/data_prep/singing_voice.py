@@ -7,10 +7,10 @@ flatter spectral tilt), with per-cycle jitter and shimmer and aspiration noise
 gated by the glottal cycle. The source is generated at ``oversample`` x 16 kHz
 and low-pass decimated, so the pulse corners do not alias.
 
-Filter: a cascade of five time-varying formant resonators (Klatt-style,
+Filter: a cascade of five (T, B: seven) time-varying formant resonators (Klatt-style,
 unity gain at DC) run block-wise with carried state; formant tables per
 vowel and voice type, scaled per singer; tenors and basses have F3-F5
-clustered near 2.5-3.2 kHz (the singer's formant). Sopranos and altos tune
+clustered between 2.2 and 3.5 kHz (the singer's formant). Sopranos and altos tune
 F1 up to the fundamental on high notes.
 
 Noise: consonant bursts at syllable onsets and breaths at rests are band-
@@ -319,6 +319,11 @@ def _ramp_up(x: np.ndarray, width: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- one voice
 
+def rd_for_loudness(traits: SingerTraits, loudness_db):
+    """Fant's Rd from loudness: louder -> pressed phonation (small Rd: short open phase, flat tilt)."""
+    return np.clip(traits.rd_base - traits.rd_per_db * np.asarray(loudness_db), 0.4, 2.5)
+
+
 TARGET_RMS = 10.0 ** (-26.0 / 20.0)
 """Voiced RMS of a stem at the singer's nominal level (-26 dBFS): four parts sum well below 1."""
 
@@ -333,7 +338,7 @@ def render_voice(perf: Performance, part: str, traits: SingerTraits, rng: np.ran
     ringing after every note for hundreds of milliseconds, which no recording shows.
     """
     n_ctrl = len(perf.f0_hz)
-    rd = np.clip(traits.rd_base - traits.rd_per_db * perf.loudness_db, 0.4, 2.5)
+    rd = rd_for_loudness(traits, perf.loudness_db)
     breath = traits.breathiness_db - 0.8 * perf.loudness_db       # softer -> breathier
     if not noises:
         breath = np.full(n_ctrl, -200.0)
@@ -361,9 +366,13 @@ def render_voice(perf: Performance, part: str, traits: SingerTraits, rng: np.ran
 
 # ----------------------------------------------------------------------------- room
 
-def room_response(rng: np.random.Generator, *, rt60_range=(0.3, 1.2), drr_db_range=(-2.0, 6.0)) -> np.ndarray:
+def room_response(rng: np.random.Generator, *, rt60_range=(0.3, 1.2), drr_db_range=(6.0, 15.0)) -> np.ndarray:
     """A synthetic room impulse response: direct sound, a few early reflections, a diffuse
-    exponentially decaying tail whose high band decays faster (air and wall absorption)."""
+    exponentially decaying tail whose high band decays faster (air and wall absorption).
+
+    ``drr_db_range``: direct-to-reverberant energy ratio (early reflections and tail
+    together); the default suits close microphones, one per singer.
+    """
     rt60 = rng.uniform(*rt60_range)
     n = int(min(1.3 * rt60, 1.6) * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
@@ -378,11 +387,12 @@ def room_response(rng: np.random.Generator, *, rt60_range=(0.3, 1.2), drr_db_ran
     tail[predelay:predelay + 160] *= np.linspace(0, 1, min(160, n - predelay))
     early = np.zeros(n)
     for delay in rng.uniform(0.003, 0.035, 6):
-        early[int(delay * SAMPLE_RATE)] += rng.uniform(0.2, 0.5) * rng.choice([-1.0, 1.0])
+        early[int(delay * SAMPLE_RATE)] += rng.uniform(0.3, 1.0) * rng.choice([-1.0, 1.0])
+    early *= np.sqrt(rng.uniform(0.2, 0.5) / np.sum(early ** 2))   # share of the reflected energy
+    reflected = early + tail / np.sqrt(max(np.sum(tail ** 2), 1e-12))
     drr = 10.0 ** (rng.uniform(*drr_db_range) / 10.0)
-    tail *= np.sqrt(1.0 / drr / max(np.sum(tail ** 2), 1e-12))
-    ir = early + tail
-    ir[0] = 1.0
+    ir = reflected * np.sqrt(1.0 / drr / np.sum(reflected ** 2))
+    ir[0] = 1.0                                                      # direct sound
     return ir / np.sqrt(np.sum(ir ** 2))
 
 

@@ -46,9 +46,11 @@ DEFAULTS = {
     "new_singers_per_piece": True,  # False: the same 4 x n singers (traits) sing every piece, like a real choir
     "room": True,
     "rt60_s": [0.3, 1.2],
+    "drr_db": [6.0, 15.0],        # direct-to-reverberant ratio: close microphones, as in CSD's stems
     "tempo_qpm": [60.0, 84.0],
     "vibrato": True,
     "noises": True,               # aspiration, consonants, breaths
+    "noise_floor_db": -60.0,      # microphone noise re each voice's RMS (null: none)
     "oversample": 8,              # glottal source rate = 16 kHz x oversample (8: aliases < -55 dB)
     "seed": 0,
     "workers": 2,
@@ -56,24 +58,7 @@ DEFAULTS = {
 }
 
 WHERE = "datasets.synth-chorales"
-SFC_SET_ADD_PEAK_CHUNK = 0x1050
 """libsndfile command: float WAVs otherwise carry a PEAK chunk with a wall-clock timestamp."""
-
-
-def write_wav_reproducible(path: Path, audio: np.ndarray) -> None:
-    """Float32 WAV whose bytes depend on the samples only (no timestamped PEAK chunk)."""
-    import soundfile as sf
-
-    from choirbench.io import atomic_path
-    try:
-        from soundfile import _ffi, _snd
-    except ImportError:  # pragma: no cover - other soundfile layouts: timestamps stay in the header
-        write_wav(path, audio)
-        return
-    with atomic_path(path, suffix=".wav") as tmp:
-        with sf.SoundFile(tmp, "w", SAMPLE_RATE, 1, "FLOAT", format="WAV") as handle:
-            _snd.sf_command(handle._file, SFC_SET_ADD_PEAK_CHUNK, _ffi.NULL, 0)
-            handle.write(np.asarray(audio, dtype=np.float32))
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -101,12 +86,18 @@ def _check_params(params: dict) -> None:
         raise ChoirbenchError(f"{WHERE}.workers must be a whole number >= 1, got {workers!r}")
     if params["oversample"] not in (2, 3, 4, 6, 8):
         raise ChoirbenchError(f"{WHERE}.oversample must be one of 2, 3, 4, 6, 8, got {params['oversample']!r}")
-    for key, lo, hi in (("rt60_s", 0.05, 5.0), ("tempo_qpm", 20.0, 240.0)):
+    for key, lo, hi in (("rt60_s", 0.05, 5.0), ("drr_db", -20.0, 40.0), ("tempo_qpm", 20.0, 240.0)):
         value = params[key]
         if (not isinstance(value, (list, tuple)) or len(value) != 2
                 or not all(isinstance(v, (int, float)) for v in value) or not lo <= value[0] <= value[1] <= hi):
             raise ChoirbenchError(f"{WHERE}.{key} must be [low, high] with {lo} <= low <= high <= {hi}, "
                                   f"got {value!r}")
+    floor = params["noise_floor_db"]
+    if floor is not None and (not isinstance(floor, (int, float)) or isinstance(floor, bool) or floor > 0):
+        raise ChoirbenchError(f"{WHERE}.noise_floor_db must be null or a number <= 0 (dB re the voice), got {floor!r}")
+    longest = params["max_quarters"]
+    if longest is not None and (not isinstance(longest, (int, float)) or isinstance(longest, bool) or longest <= 0):
+        raise ChoirbenchError(f"{WHERE}.max_quarters must be null or a number > 0, got {longest!r}")
     trunc = params["truncate_quarters"]
     if trunc is not None and (not isinstance(trunc, (int, float)) or trunc < 4):
         raise ChoirbenchError(f"{WHERE}.truncate_quarters must be null or a number >= 4, got {trunc!r}")
@@ -163,8 +154,8 @@ def render_piece(piece_id: str, split: str, out_root: Path, params: dict) -> lis
     time_map = cs.make_time_map(chorale, rng_for(seed, piece_id, "timing"), qpm_range=tuple(params["tempo_qpm"]))
     n_samples = cs.n_samples_for(time_map)
     n_frames = n_samples // HOP
-    ir = (sv.room_response(rng_for(seed, piece_id, "room"), rt60_range=tuple(params["rt60_s"]))
-          if params["room"] else None)
+    ir = (sv.room_response(rng_for(seed, piece_id, "room"), rt60_range=tuple(params["rt60_s"]),
+                           drr_db_range=tuple(params["drr_db"])) if params["room"] else None)
     rows = []
     for part in PARTS:
         notes = chorale.parts[part]
@@ -174,12 +165,13 @@ def render_piece(piece_id: str, split: str, out_root: Path, params: dict) -> lis
             perf = cs.perform_singer(notes, time_map, traits, rng_for(seed, piece_id, "perform", part, singer),
                                      n_samples, vibrato=params["vibrato"])
             audio = sv.render_voice(perf, part, traits, rng_for(seed, piece_id, "voice", part, singer), n_samples,
-                                    oversample=params["oversample"], noises=params["noises"])
+                                    oversample=params["oversample"], noises=params["noises"],
+                                    noise_floor_db=params["noise_floor_db"])
             if ir is not None:
                 audio = sv.apply_room(audio, ir)
             audio_rel = f"audio/{piece_id}/{part}{singer}.wav"
             f0_rel = f"f0/{piece_id}/{part}{singer}.csv"
-            write_wav_reproducible(out_root / audio_rel, audio)
+            write_wav(out_root / audio_rel, audio)
             write_f0(out_root / f0_rel, perf.f0_frames(n_frames))
             rows.append({"song": piece_id, "part": part, "singer": str(singer), "split": split,
                          "audio": audio_rel, "f0": f0_rel, "duration_s": n_samples / SAMPLE_RATE})
@@ -253,9 +245,9 @@ def write_preview(out_root: Path, frame: pd.DataFrame, *, start_s: float = 4.0, 
         f0s[part] = read_f0(Path(out_root) / row["f0"])[a // HOP: (a + n) // HOP]
     mixture = sum(stems.values())
     peak = max(float(np.abs(mixture).max()), 1e-9)
-    write_wav_reproducible(out / "mixture.wav", mixture / peak * 0.9)
+    write_wav(out / "mixture.wav", mixture / peak * 0.9)
     for part in PARTS:
-        write_wav_reproducible(out / f"{part}.wav", stems[part] / peak * 0.9)
+        write_wav(out / f"{part}.wav", stems[part] / peak * 0.9)
     freqs, times, spec = signal.spectrogram(mixture, SAMPLE_RATE, nperseg=1024, noverlap=1024 - HOP)
     fig, ax = plt.subplots(figsize=(10, 5))
     ax.pcolormesh(times + start_s, freqs, 10 * np.log10(spec + 1e-12), shading="auto", cmap="Greys",

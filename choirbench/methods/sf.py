@@ -63,9 +63,12 @@ class SourceFilter(Method):
         "excerpt_s": 2.0,            # training excerpt length (cut from the sampler's excerpts)
         "max_valid_examples": 32,    # validation subset (fixed, first examples) to bound validation time
         **TRAIN_DEFAULTS,
-        "steps": 1200, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-5, "lr_decay": 0.98,
+        "steps": 400, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-5, "lr_decay": 0.98,
         "lr_decay_every": 100, "valid_every": 100, "patience": 10, "checkpoint_every": 100, "grad_clip": 1.0,
     }
+
+    smoke_params = {"encoder_hidden": 16, "embedding": 16, "decoder_hidden": 16, "steps": 2, "batch_size": 2,
+                    "valid_every": 1, "checkpoint_every": 1, "excerpt_s": 1.0, "max_valid_examples": 1}
 
     def __init__(self, params: dict | None = None, *, device: str | None = None):
         super().__init__(params, device=device or "cpu")

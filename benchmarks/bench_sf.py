@@ -1,0 +1,150 @@
+"""Speed and memory of the source-filter model (issue 6), each figure from a fresh subprocess.
+
+    python benchmarks/bench_sf.py [--threads 2] [--steps 3] [--quick]
+
+Prints, per configuration: seconds per training step (median after one warm-up)
+and peak resident memory (ru_maxrss of the fresh process), for the paper's
+configuration (batch 15, J = 4, 4 s, paper layer sizes; fp32 and bf16 autocast)
+and the CPU default; separation time of one 4-s SATB excerpt (masking, one
+thread); and, as the baseline measured in the same run, a reference-style
+synthesiser (101 sample-rate oscillators under autograd, as the published
+implementation) against this implementation's frame-domain synthesiser, both
+for the same batch, forward + backward of the synthesis alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+WORKER = r'''
+import json, math, resource, sys, time
+import numpy as np, torch
+from choirbench.methods.sf import SourceFilter, PAPER_PARAMS
+from choirbench.methods.sf_model import SourceFilterNet
+from choirbench.methods import sf_dsp
+args = json.loads(sys.argv[1])
+torch.set_num_threads(args["threads"]); torch.manual_seed(0)
+rng = np.random.default_rng(0)
+
+def inputs(B, J, N):
+    t = np.arange(N // 256) * 256 / 16000
+    base = np.array([440.0, 330.0, 247.0, 147.0])[:J]
+    f0 = base[None, :, None] * 2 ** (0.4 / 12 * np.sin(2 * np.pi * 5.5 * t))[None, None] * np.ones((B, 1, 1))
+    f0[:, :, 100:110] = 0
+    return (rng.standard_normal((B, N)).astype(np.float32) * 0.1,
+            rng.standard_normal((B, J, N)).astype(np.float32) * 0.05, f0.astype(np.float32))
+
+def peak_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+out = {}
+if args["kind"] == "step":
+    params = dict(PAPER_PARAMS) if args["config"] == "paper" else {}
+    params.update(device="cpu", precision=args["precision"], supervised=args["supervised"])
+    method = SourceFilter(params)
+    model = SourceFilterNet(method.architecture())
+    opt = torch.optim.Adam(model.parameters(), 1e-4)
+    B, N = method.params["batch_size"], int(method.params["excerpt_s"] * 16000)
+    mix, voices, f0 = inputs(B, 4, N)
+    times = []
+    for _ in range(args["steps"] + 1):
+        t0 = time.perf_counter()
+        batch = method.make_batch(mix, voices, f0)
+        loss = method.loss(model, batch)
+        opt.zero_grad(); loss.backward(); opt.step()
+        times.append(time.perf_counter() - t0)
+    out = {"s_per_step": float(np.median(times[1:])), "peak_gb": peak_gb(), "batch": B, "seconds": N / 16000,
+           "params": sum(p.numel() for p in model.parameters())}
+elif args["kind"] == "separate":
+    params = dict(PAPER_PARAMS) if args["config"] == "paper" else {}
+    method = SourceFilter({**params, "device": "cpu"})
+    method.model = SourceFilterNet(method.architecture()).eval()
+    mix, _, f0 = inputs(1, 4, 64000)
+    times = []
+    for _ in range(6):
+        t0 = time.perf_counter(); method.separate(mix[0], 16000, f0[0]); times.append(time.perf_counter() - t0)
+    out = {"s_per_excerpt": float(np.median(times[1:])), "peak_gb": peak_gb()}
+elif args["kind"] in ("synth_ref", "synth_ours"):
+    B, J, N, K = args["batch"], 4, 64000, 101
+    _, _, f0 = inputs(B, J, N)
+    f0 = torch.tensor(f0)
+    L = N // 256 + 1
+    amp = torch.rand(B, J, L, requires_grad=True)
+    lsf = sf_dsp.lsf_from_gaps(torch.rand(B, J, L, 21) + 0.5).requires_grad_(True)
+    t0 = time.perf_counter()
+    if args["kind"] == "synth_ref":
+        # the published way: sample-rate oscillator bank with autograd through every harmonic
+        f0s = torch.nn.functional.interpolate(sf_dsp.frame_f0(f0, N).reshape(B * J, 1, L), size=N, mode="linear")
+        phase = 2 * math.pi * torch.cumsum(f0s / 16000, dim=-1)                      # [BJ, 1, N]
+        k = torch.arange(1, K + 1, dtype=torch.float32)[:, None]
+        alive = (k * f0s < 8000).float()
+        dist = alive / alive.sum(1, keepdim=True).clamp_min(1)
+        amp_s = torch.nn.functional.interpolate(amp.reshape(B * J, 1, L), size=N, mode="linear")
+        harm = (amp_s * dist * torch.sin(k * phase)).sum(1)                            # [BJ, N]
+        frames = torch.nn.functional.pad(harm, (256, 512)).unfold(-1, 512, 256)[:, :L] * sf_dsp.hann(512)
+    else:
+        harm_spec, _ = sf_dsp.excitation_spectra(f0, N, 16000, K)
+        frames = None
+    inv_a = sf_dsp.inverse_filter_response(lsf.reshape(B * J, L, 20))
+    if frames is not None:
+        spec = torch.fft.rfft(frames, n=1024) * inv_a
+    else:
+        spec = amp.reshape(B * J, L, 1) * harm_spec.reshape(B * J, L, -1) * inv_a
+    y = sf_dsp.frames_to_signal(spec, N)
+    y.square().mean().backward()
+    out = {"s": time.perf_counter() - t0, "peak_gb": peak_gb()}
+print("RESULT " + json.dumps(out))
+'''
+
+
+def run(args: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(args)], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"worker failed: {proc.stderr[-2000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="skip the slow fp32 paper step")
+    opts = parser.parse_args()
+    started = time.perf_counter()
+
+    print("== synthesiser alone (forward + backward), batch 2 x J 4 x 4 s, 1 thread ==")
+    ref = run({"kind": "synth_ref", "batch": 2, "threads": 1})
+    ours = run({"kind": "synth_ours", "batch": 2, "threads": 1})
+    print(f"reference-style oscillator bank: {ref['s']:.2f} s, peak {ref['peak_gb']:.2f} GB")
+    print(f"frame-domain (this):             {ours['s']:.2f} s, peak {ours['peak_gb']:.2f} GB")
+    print(f"speed-up {ref['s'] / ours['s']:.1f}x, memory {ref['peak_gb'] / ours['peak_gb']:.1f}x less "
+          f"(x7.5 for batch 15: reference ~{ref['s'] * 7.5:.0f} s)")
+
+    print(f"\n== one training step ({opts.threads} threads) ==")
+    configs = [("paper", "bf16", False), ("paper", "bf16", True), ("default", "fp32", False),
+               ("default", "fp32", True)]
+    if not opts.quick:
+        configs.insert(0, ("paper", "fp32", False))
+    for config, precision, supervised in configs:
+        r = run({"kind": "step", "config": config, "precision": precision, "supervised": supervised,
+                 "threads": opts.threads, "steps": opts.steps})
+        mode = "supervised" if supervised else "unsupervised"
+        verdict = "meets" if r["s_per_step"] <= 3 and r["peak_gb"] <= 2 else "misses"
+        print(f"{config:8s} {precision} {mode:13s} batch {r['batch']:2d} x {r['seconds']:.0f} s, "
+              f"{r['params'] / 1e6:.2f} M params: {r['s_per_step']:.2f} s/step, peak {r['peak_gb']:.2f} GB "
+              f"({verdict} the 3 s / 2 GB goal; published: 50-60 s, 20 GB -> "
+              f"{55 / r['s_per_step']:.0f}x faster)")
+
+    print("\n== separation of one 4-s SATB excerpt, masking, 1 thread ==")
+    for config in ("paper", "default"):
+        r = run({"kind": "separate", "config": config, "threads": 1})
+        print(f"{config:8s}: {r['s_per_excerpt'] * 1000:.0f} ms (goal 100 ms; published 830 ms)")
+    print(f"\n(benchmark took {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
