@@ -2,7 +2,11 @@
 # Usage: snakemake --cores 8 all [--configfile config/paper.yaml]
 
 
-configfile: "config/config.yaml"
+# config/config.yaml is the default; a --configfile replaces it (rather than being merged into it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 report: "workflow/report/workflow.rst"

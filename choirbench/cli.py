@@ -99,6 +99,22 @@ def cmd_figures(args) -> None:
         training_curves(logs, Path(args.curves))
 
 
+def cmd_interpret(args) -> None:
+    """The source-filter model's view of one voice of the first excerpt that has exported parameters."""
+    from choirbench.evaluation.interpret import plot_parameters
+    from choirbench.io import read_wav
+
+    found = sorted(Path(args.estimates).glob("*/parameters.npz"))
+    if not found:
+        raise ChoirbenchError(f"{args.estimates}: no parameters.npz (only the sf method exports them)")
+    folder = found[0].parent
+    voices = sorted(p.stem for p in folder.glob("*.wav"))
+    order = [v for v in "SATB" if v in voices]
+    voice = args.voice if args.voice in order else order[0]
+    audio, sr = read_wav(folder / f"{voice}.wav")
+    plot_parameters(found[0], audio, sr, Path(args.out), voice=order.index(voice))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choirbench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -178,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-logs", nargs="*", default=[])
     p.add_argument("--curves", help="path of the training-curves PNG")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("interpret", help="figure: a voice's spectrogram with the sf model's F0 and vocal tract")
+    p.add_argument("--estimates", required=True, help="results/estimates/{dataset}/{sf method}/seed0/J4")
+    p.add_argument("--voice", default="A")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_interpret)
     return parser
 
 

@@ -15,6 +15,7 @@ from choirbench.params import resolve_params
 CONVERTERS = {
     "synth-chorales": "choirbench.data_prep.synth_chorales",
     "prepared": "choirbench.data_prep.local",
+    "combine": "choirbench.data_prep.combine",
     "bach10": "choirbench.data_prep.bach10",
     "csd": "choirbench.data_prep.csd",
     "cantoria": "choirbench.data_prep.cantoria",

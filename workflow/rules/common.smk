@@ -68,6 +68,26 @@ def checkpoint_input(wildcards):
     return f"results/models/{wildcards.dataset}/{trained_by(wildcards.method)}/seed{wildcards.seed}/model.pt"
 
 
+def dataset_block(name):
+    """A dataset's config; a combined one takes `prefer_sources` when `prefer_if_exists` is present
+    (the paper trains on the commercial BC/BQ set when the user has it, else on the public stand-in)."""
+    block = dict(config["datasets"][name])
+    if block.get("kind", name) == "combine":
+        preferred = block.pop("prefer_sources", None)
+        marker = block.pop("prefer_if_exists", "")
+        if preferred and marker and Path(marker).expanduser().exists():
+            block["sources"] = preferred
+    return block
+
+
+def source_manifests(dataset):
+    """A combined dataset needs its sources prepared first."""
+    block = dataset_block(dataset)
+    if block.get("kind", dataset) != "combine":
+        return []
+    return [f"results/data/{s['dataset']}/manifest.csv" for s in block.get("sources", [])]
+
+
 def singer_option():
     singer = config["examples"]["singer"]
     if not singer:
@@ -98,12 +118,17 @@ def final_outputs():
         expand("results/tables/{dataset}/J{J}.md", dataset=DATASET, J=config["J"]),
         expand("results/figures/{dataset}/boxplot_J{J}.png", dataset=DATASET, J=config["J"]),
         f"results/tables/{DATASET}/data_efficiency.md",
-        f"results/figures/{DATASET}/training_curves.png",
+        [f"results/figures/{DATASET}/training_curves.png"] if train_logs(DATASET) else [],
+        [
+            f"results/figures/{DATASET}/parameters_{m}_seed{config['seeds'][0]}.png"
+            for m in ENABLED
+            if METHODS[m]["model"] == "sf" and 4 in config["J"]
+        ],
     ]
 
 
 for _name, _block in config["datasets"].items():
-    snapshot(f"results/config/datasets/{_name}.json", _block)
+    snapshot(f"results/config/datasets/{_name}.json", dataset_block(_name))
 for _name in METHODS:
     snapshot(f"results/config/methods/{_name}.json", {"id": _name, **method_entry(_name)})
 snapshot("results/config/examples.json", config["examples"])

@@ -6,6 +6,7 @@ rule prepare_dataset:
         "Preparing dataset {wildcards.dataset}"
     input:
         params="results/config/datasets/{dataset}.json",
+        sources=lambda w: source_manifests(w.dataset),
     output:
         manifest="results/data/{dataset}/manifest.csv",
     conda:
@@ -18,7 +19,7 @@ rule prepare_dataset:
         runtime=120,
     shell:
         "choirbench prepare --dataset {wildcards.dataset} --params {input.params} "
-        "--out results/data/{wildcards.dataset} > {log} 2>&1"
+        "--out results/data/{wildcards.dataset} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule excerpt_list:
@@ -43,4 +44,4 @@ rule excerpt_list:
     shell:
         "choirbench examples --data results/data/{wildcards.dataset} --J {wildcards.J} "
         "--split {wildcards.split} --seed {params.seed} --excerpt-s {params.excerpt_s} {params.keep_first} "
-        "{params.singer} --min-voiced {params.min_voiced} --max-examples {params.max_examples} > {log} 2>&1"
+        "{params.singer} --min-voiced {params.min_voiced} --max-examples {params.max_examples} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

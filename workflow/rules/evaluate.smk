@@ -24,4 +24,4 @@ rule evaluate:
     shell:
         "choirbench evaluate --data results/data/{wildcards.dataset} --examples {input.examples} "
         "--estimates {input.estimates} --dataset {wildcards.dataset} --method {wildcards.method} "
-        "--seed {wildcards.seed} --J {wildcards.J} --excerpt-s {params.excerpt_s} --out {output} > {log} 2>&1"
+        "--seed {wildcards.seed} --J {wildcards.J} --excerpt-s {params.excerpt_s} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

@@ -25,7 +25,7 @@ rule train:
     shell:
         "choirbench train --data results/data/{wildcards.dataset} --method-config {input.entry} "
         "--valid {input.valid} --seed {wildcards.seed} --threads {threads} "
-        "--out results/models/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed} > {log} 2>&1"
+        "--out results/models/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule separate:
@@ -51,4 +51,4 @@ rule separate:
         runtime=60,
     shell:
         "choirbench separate-set --data results/data/{wildcards.dataset} --examples {input.examples} "
-        "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} > {log} 2>&1"
+        "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

@@ -24,7 +24,7 @@ rule tables:
         "results/logs/tables/{dataset}.log",
     shell:
         "choirbench tables --dataset {wildcards.dataset} --metrics {input} "
-        "--out results/tables/{wildcards.dataset} > {log} 2>&1"
+        "--out results/tables/{wildcards.dataset} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule boxplots:
@@ -44,7 +44,7 @@ rule boxplots:
         "results/logs/figures/{dataset}_boxplots.log",
     shell:
         "choirbench figures --dataset {wildcards.dataset} --metrics {input} "
-        "--out results/figures/{wildcards.dataset} > {log} 2>&1"
+        "--out results/figures/{wildcards.dataset} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule training_curves:
@@ -64,7 +64,26 @@ rule training_curves:
         "results/logs/figures/{dataset}_curves.log",
     shell:
         "choirbench figures --dataset {wildcards.dataset} --train-logs {input} "
-        "--curves {output} --out results/figures/{wildcards.dataset} > {log} 2>&1"
+        "--curves {output} --out results/figures/{wildcards.dataset} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule interpret:
+    message:
+        "Drawing what {wildcards.method} believes a voice is made of"
+    input:
+        "results/estimates/{dataset}/{method}/seed{seed}/J4",
+    output:
+        report(
+            "results/figures/{dataset}/parameters_{method}_seed{seed}.png",
+            caption="../report/interpret.rst",
+            category="Figures",
+        ),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/figures/{dataset}_parameters_{method}_seed{seed}.log",
+    shell:
+        "choirbench interpret --estimates {input} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 onsuccess:
