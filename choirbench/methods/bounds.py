@@ -20,11 +20,15 @@ class MixtureBound(Method):
 
 @register
 class OracleBound(Method):
-    """Upper bound: ideal ratio masks |S_j|^p / sum_k |S_k|^p from the true voices."""
+    """Upper bound: ideal ratio masks |S_j|^p / sum_k |S_k|^p from the true voices.
+
+    p = 2 (power-spectrogram ratios, "IRM2") by default: on the synthetic choir it is
+    about 1 dB better than magnitude ratios (p = 1), i.e. the tighter upper bound.
+    """
 
     name = "oracle"
     needs_references = True
-    defaults = {"n_fft": 2048, "hop": 256, "power": 1.0}
+    defaults = {"n_fft": 2048, "hop": 256, "power": 2.0}
 
     def separate(self, mixture, sr, f0, notes=None, *, references=None, **kwargs):
         if references is None:

@@ -217,6 +217,9 @@ class UNet(Method):
         "checkpoint_every": 50,
     }
 
+    smoke_params = {"channels": [2, 4, 4, 8, 8, 8], "cond_channels": [4, 4, 4], "steps": 2, "batch_size": 2,
+                    "valid_every": 1, "checkpoint_every": 1, "max_valid_examples": 1}
+
     def __init__(self, params: dict | None = None, *, device: str | None = None):
         super().__init__(params, device=device or "cpu")
         self._device_name = device or self.params["device"]   # an explicit device wins over the config
