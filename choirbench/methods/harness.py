@@ -23,7 +23,7 @@ from tqdm import tqdm
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.prepared import (ExcerptSampler, load_example, read_examples, read_manifest,
                                            small_subset)
-from choirbench.io import read_f0_table, read_notes, read_wav, resample_f0, write_text, write_wav
+from choirbench.io import read_f0_table, read_wav, resample_f0, write_text, write_wav
 from choirbench.methods.base import Method, check_output, get
 from choirbench.params import resolve_params
 
@@ -41,7 +41,9 @@ def read_entry(path: Path) -> dict:
         raise ChoirbenchError(f"{path}: method config not found")
     entry = json.loads(path.read_text())
     name = entry.pop("id", path.stem)
+    params = entry.pop("params", None) or {}  # the method's own knobs: checked by the method itself
     entry = resolve_params(ENTRY_DEFAULTS, entry, where=f"methods.{name}")
+    entry["params"] = params
     entry["id"] = name
     if not entry["model"]:
         raise ChoirbenchError(f"methods.{name}.model is missing (one of the registered method ids)")
@@ -50,6 +52,7 @@ def read_entry(path: Path) -> dict:
 
 def build(entry: dict) -> Method:
     cls = get(entry["model"])
+    resolve_params(cls.defaults, entry["params"], where=f"methods.{entry['id']}.params")  # errors name the entry
     return cls(entry["params"])
 
 
@@ -141,5 +144,3 @@ def separate_file(mixture_path: Path, f0_path: Path, entry: dict, checkpoint: Pa
         written.append(Path(out_dir) / f"{name}.wav")
     return written
 
-
-__all__ = ["read_entry", "train", "separate_examples", "separate_file", "read_notes"]

@@ -151,13 +151,13 @@ class NMF1(Method):
     defaults = {
         "n_fft": 2048,
         "hop": 256,
-        "iterations": 30,
+        "iterations": 15,             # more iterations let templates soak up the other voices
         "beta": 1.0,                  # 1 = KL (paper default), 2 = squared error
         "solver": "numpy",            # numpy | sklearn (same updates; see module docstring)
         "eps": 1e-9,                  # model floor, relative to the mixture magnitude's maximum
-        "harmonic_tolerance": 0.25,   # semitones either side of each harmonic
+        "harmonic_tolerance": 0.15,   # semitones either side of each harmonic (wider bands overlap other voices)
         "min_band_hz": 20.0,          # never narrower than most of the Hann main lobe (2 bins = 15.6 Hz)
-        "n_harmonics": 40,
+        "n_harmonics": 80,
         "harmonic_decay": 1.0,        # initial amplitude 1/h^decay
         "onset_templates": False,     # E&M's flat onset templates; off: they soak up other voices (see note)
         "onset_before_s": 0.2,        # onset template active in [onset - before, onset + after]

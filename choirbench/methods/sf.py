@@ -95,7 +95,8 @@ class SourceFilter(Method):
         return PRECISIONS[self.params["precision"]]
 
     def make_batch(self, mixtures: np.ndarray, voices: np.ndarray | None, f0: np.ndarray,
-                   generator: torch.Generator | None = None, n_samples: int | None = None) -> tuple:
+                   generator: torch.Generator | None = None, n_samples: int | None = None,
+                   with_references: bool | None = None) -> tuple:
         """Tensors on the device plus the parameter-free excitation spectra (computed without autograd).
 
         ``n_samples`` crops to the training excerpt length. Unsupervised batches
@@ -106,7 +107,7 @@ class SourceFilter(Method):
         mix = torch.as_tensor(mixtures[..., :n], dtype=torch.float32, device=dev)
         f0_t = torch.as_tensor(f0[..., : n // HOP], dtype=torch.float32, device=dev)
         refs = None
-        if self.params["supervised"]:
+        if self.params["supervised"] if with_references is None else with_references:
             if voices is None:
                 raise ChoirbenchError("supervised sf training needs isolated voices (sampler with_voices=True)")
             refs = torch.as_tensor(voices[..., :n], dtype=torch.float32, device=dev)
@@ -191,7 +192,8 @@ class SourceFilter(Method):
         model = self._require_model()
         mixture, f0 = self._check_input(mixture, sr, f0)
         gen = torch.Generator(device=self.torch_device).manual_seed(SEPARATION_NOISE_SEED)
-        mix, _, f0_t, harm, noise = self.make_batch(mixture[None], None, f0[None], generator=gen)
+        mix, _, f0_t, harm, noise = self.make_batch(mixture[None], None, f0[None], generator=gen,
+                                                    with_references=False)
         spectra = model(mix, f0_t, harm, noise, self._autocast())
         return sf_dsp.frames_to_signal(spectra, len(mixture))[0].cpu().numpy()
 
