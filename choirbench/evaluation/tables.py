@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from choirbench.evaluation.aggregate import method_order, summary, voice_order
+from choirbench.evaluation.claims import check_claims
 from choirbench.io import write_csv, write_text
 
 log = logging.getLogger(__name__)
@@ -101,4 +102,9 @@ def write_tables(table: pd.DataFrame, out_dir: Path, dataset: str) -> list[Path]
                "**Drop in median score from all training data (-full) to 3 % (-small), dB.**\n\n"
                + (to_markdown(eff) if len(eff) else "No method has both -full and -small variants.\n"))
     written += [out_dir / "data_efficiency.csv", out_dir / "data_efficiency.md"]
-    return written
+    claims = check_claims(stats)
+    write_csv(out_dir / "claims.csv", claims)
+    write_text(out_dir / "claims.md",
+               "**The paper's claims against this run (median over all voices and excerpts, mean over "
+               "seeds, dB).**\n\n" + (to_markdown(claims) if len(claims) else "No claim's methods ran.\n"))
+    return written + [out_dir / "claims.csv", out_dir / "claims.md"]

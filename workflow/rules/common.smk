@@ -118,6 +118,7 @@ def final_outputs():
         expand("results/tables/{dataset}/J{J}.md", dataset=DATASET, J=config["J"]),
         expand("results/figures/{dataset}/boxplot_J{J}.png", dataset=DATASET, J=config["J"]),
         f"results/tables/{DATASET}/data_efficiency.md",
+        f"results/tables/{DATASET}/claims.md",
         [f"results/figures/{DATASET}/training_curves.png"] if train_logs(DATASET) else [],
         [
             f"results/figures/{DATASET}/parameters_{m}_seed{config['seeds'][0]}.png"

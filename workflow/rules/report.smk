@@ -17,6 +17,11 @@ rule tables:
             caption="../report/data_efficiency.rst",
             category="Tables",
         ),
+        claims=report(
+            "results/tables/{dataset}/claims.md",
+            caption="../report/claims.rst",
+            category="Tables",
+        ),
         summary="results/tables/{dataset}/summary.csv",
     conda:
         "../envs/choirbench.yaml"
