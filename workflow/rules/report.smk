@@ -92,7 +92,8 @@ rule interpret:
 
 
 onsuccess:
-    if config["report"]:
+    # only after a run of the whole benchmark (`all`, the default target), not of single files
+    if config["report"] and set(workflow.dag_settings.targets) <= {"all"}:
         _extra = " ".join(f"--configfile {f}" for f in workflow.overwrite_configfiles)
         shell(
             f"snakemake --nolock --quiet all --report results/report.html {_extra} "
