@@ -57,21 +57,26 @@ def boxplots(table: pd.DataFrame, J: int, path: Path, title: str = "") -> None:
 
 
 def training_curves(logs: dict[str, Path], path: Path) -> None:
-    """Train and validation loss per run (label -> train_log.csv), log scale."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    """Train and validation loss per run (label "method seedN" -> train_log.csv), one panel per
+    model family (the method id up to its first dash), since their losses are not comparable."""
+    families = sorted({label.split("-")[0] for label in logs}) or ["(no trained method)"]
+    fig, axes = plt.subplots(1, len(families), figsize=(5.5 * len(families), 4.2), squeeze=False)
     colours = plt.cm.tab20(np.linspace(0, 1, 20))
-    for i, (label, log_path) in enumerate(sorted(logs.items())):
-        frame = pd.read_csv(log_path)
-        train = frame[frame["split"] == "train"]
-        valid = frame[frame["split"] == "valid"]
-        smooth = train["loss"].rolling(max(1, len(train) // 50), min_periods=1).mean()
-        ax.plot(train["step"], smooth, color=colours[i % 20], alpha=0.6, lw=1)
-        ax.plot(valid["step"], valid["loss"], "o-", color=colours[i % 20], ms=3, lw=1.5, label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (line: train, smoothed; dots: validation)")
-    ax.grid(alpha=0.3)
-    if logs:
-        ax.legend(fontsize=7, ncol=2)
+    for ax, family in zip(axes[0], families):
+        runs = sorted(label for label in logs if label.split("-")[0] == family)
+        for i, label in enumerate(runs):
+            frame = pd.read_csv(logs[label])
+            train = frame[frame["split"] == "train"]
+            valid = frame[frame["split"] == "valid"]
+            smooth = train["loss"].rolling(max(1, len(train) // 50), min_periods=1).mean()
+            ax.plot(train["step"], smooth, color=colours[i % 20], alpha=0.6, lw=1)
+            ax.plot(valid["step"], valid["loss"], "o-", color=colours[i % 20], ms=3, lw=1.5, label=label)
+        ax.set_yscale("log")
+        ax.set_title(family)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if runs:
+            ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("loss (line: train, smoothed; dots: validation)")
     fig.tight_layout()
     _save(fig, path)
