@@ -155,7 +155,7 @@ class NMF1(Method):
         "beta": 1.0,                  # 1 = KL (paper default), 2 = squared error
         "solver": "numpy",            # numpy | sklearn (same updates; see module docstring)
         "eps": 1e-9,                  # model floor, relative to the mixture magnitude's maximum
-        "harmonic_tolerance": 0.15,   # semitones either side of each harmonic (wider bands overlap other voices)
+        "harmonic_tolerance": 0.1,    # semitones either side of each harmonic (wider bands overlap other voices)
         "min_band_hz": 20.0,          # never narrower than most of the Hann main lobe (2 bins = 15.6 Hz)
         "n_harmonics": 80,
         "harmonic_decay": 1.0,        # initial amplitude 1/h^decay
@@ -169,21 +169,37 @@ class NMF1(Method):
         "midi_max": 108,
         "notes_smooth_frames": 5,     # notes derived from F0 when the dataset has no score
         "notes_min_s": 0.06,
+        "tune_from_f0": True,         # centre each (voice, pitch) template on the sung F0 (intonation)
     }
 
-    def build(self, n_bins: int, n_frames: int, sr: int, notes: list[np.ndarray], duration_s: float):
-        """Initial W [F, K], H [K, T] with their zero patterns, and the voice of each column."""
+    def build(self, n_bins: int, n_frames: int, sr: int, notes: list[np.ndarray], duration_s: float,
+              f0: np.ndarray | None = None):
+        """Initial W [F, K], H [K, T] with their zero patterns, and the voice of each column.
+
+        With ``tune_from_f0`` and an F0 track, a (voice, pitch) template sits at the median F0
+        the voice sang inside its notes of that pitch (when within a semitone of the score):
+        singers' intonation offsets of 10-20 cents would otherwise push harmonics out of the
+        narrow bands that keep the voices apart.
+        """
         p = self.params
         freqs = np.arange(n_bins) * sr / p["n_fft"]
         times = np.arange(n_frames) * p["hop"] / sr
+        f0_frames = None if f0 is None else np.asarray(f0, dtype=np.float64)
+        f0_times = None if f0 is None else np.arange(f0_frames.shape[-1]) * 256 / sr
         columns_w, columns_h, owner = [], [], []
         for j, voice_notes in enumerate(notes):
             voice_notes = clean_notes(voice_notes, duration_s, (p["midi_min"], p["midi_max"]))
             for midi in np.unique(voice_notes[:, 2]):
+                these = voice_notes[voice_notes[:, 2] == midi]
                 f0 = float(midi_to_hz(midi))
+                if p["tune_from_f0"] and f0_frames is not None:
+                    inside = frame_spans(f0_times, these[:, 0], these[:, 1]) & (f0_frames[j] > 0)
+                    if inside.any():
+                        sung = float(np.median(f0_frames[j][inside]))
+                        if abs(12 * np.log2(sung / f0)) < 1.0:
+                            f0 = sung
                 if f0 >= sr / 2:
                     continue
-                these = voice_notes[voice_notes[:, 2] == midi]
                 columns_w.append(harmonic_template(
                     freqs, f0, n_harmonics=p["n_harmonics"], tolerance_semitones=p["harmonic_tolerance"],
                     min_band_hz=p["min_band_hz"], nyquist=sr / 2, decay=p["harmonic_decay"]))
@@ -214,7 +230,7 @@ class NMF1(Method):
             raise ValueError(f"{self.name}: {len(notes)} note lists for {J} voices")
         X = stft(mixture, p["n_fft"], p["hop"])
         V = np.abs(X).astype(np.float32)
-        W0, H0, owner = self.build(V.shape[0], V.shape[1], sr, notes, N / sr)
+        W0, H0, owner = self.build(V.shape[0], V.shape[1], sr, notes, N / sr, f0=f0)
         W0 = W0.astype(np.float32)
         H0 = H0.astype(np.float32)
         out = {"X": X, "V": V, "W0": W0, "H0": H0, "owner": owner, "J": J, "trace": []}
