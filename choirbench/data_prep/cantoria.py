@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from choirbench import ChoirbenchError
-from choirbench.data_prep.download import fetch_zenodo
+from choirbench.data_prep.download import zenodo_fetcher
 from choirbench.data_prep.f0 import read_f0_table
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
 
@@ -50,12 +50,6 @@ HOW_TO = ("Download Cantoria from Zenodo record 5851070 (https://zenodo.org/reco
           "resources/cantoria/ (so that resources/cantoria/.../Audio/Cantoria_EJB1_S.wav exists), or set "
           "datasets.cantoria.root: PATH to an unpacked copy, or set datasets.cantoria.download: true to fetch "
           "it automatically.")
-
-
-def _fetch(params: dict):
-    def fetch(dest: Path) -> None:
-        fetch_zenodo(params["zenodo_record"], dest, api_base=params["zenodo_api"])
-    return fetch
 
 
 def find_files(root: Path) -> dict[str, dict[str, Path]]:
@@ -92,7 +86,7 @@ def read_annotation(wav: Path, params: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prepare(out_root: Path, params: dict) -> None:
-    root = release_root("cantoria", params, probe="Cantoria_*_[SATB].wav", how_to=HOW_TO, fetch=_fetch(params))
+    root = release_root("cantoria", params, probe="Cantoria_*_[SATB].wav", how_to=HOW_TO, fetch=zenodo_fetcher(params))
     found = find_files(root)
     songs = select(sorted(found), params["songs"], "datasets.cantoria.songs")
     writer = PreparedWriter(out_root, "cantoria")

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from choirbench import ChoirbenchError
-from choirbench.data_prep.download import fetch_zenodo
+from choirbench.data_prep.download import zenodo_fetcher
 from choirbench.data_prep.f0 import read_f0_table
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
 
@@ -63,12 +63,6 @@ def paper_test_singers() -> dict[str, str]:
     return dict(PAPER_TEST_SINGERS)
 
 
-def _fetch(params: dict):
-    def fetch(dest: Path) -> None:
-        fetch_zenodo(params["zenodo_record"], dest, api_base=params["zenodo_api"])
-    return fetch
-
-
 def find_files(root: Path) -> dict[str, dict[tuple[str, str], Path]]:
     """song -> {(part, singer): wav path} for every CSD stem under ``root``."""
     found: dict[str, dict[tuple[str, str], Path]] = {}
@@ -84,7 +78,7 @@ def find_files(root: Path) -> dict[str, dict[tuple[str, str], Path]]:
 
 
 def prepare(out_root: Path, params: dict) -> None:
-    root = release_root("csd", params, probe="CSD_*_*_*.wav", how_to=HOW_TO, fetch=_fetch(params))
+    root = release_root("csd", params, probe="CSD_*_*_*.wav", how_to=HOW_TO, fetch=zenodo_fetcher(params))
     found = find_files(root)
     wanted = [SONGS.get(str(s), str(s)) for s in params["songs"]]
     songs = select([s for s in SONGS.values() if s in found], wanted, "datasets.csd.songs")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from choirbench import PARTS, ChoirbenchError
-from choirbench.data_prep.download import fetch_zenodo
+from choirbench.data_prep.download import zenodo_fetcher
 from choirbench.data_prep.f0 import pyin_f0, read_f0_table
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
 
@@ -65,12 +65,6 @@ HOW_TO = ("Download the Dagstuhl ChoirSet from Zenodo record 3897181 (https://ze
           "about 5 GB), unpack it into resources/dagstuhl/ (so that resources/dagstuhl/.../audio_wav_22050_mono/"
           "DCS_LI_QuartetB_Take04_S1_DYN.wav exists), or set datasets.dagstuhl.root: PATH to an unpacked copy, "
           "or set datasets.dagstuhl.download: true to fetch it automatically.")
-
-
-def _fetch(params: dict):
-    def fetch(dest: Path) -> None:
-        fetch_zenodo(params["zenodo_record"], dest, api_base=params["zenodo_api"])
-    return fetch
 
 
 def find_takes(root: Path) -> tuple[Path, dict[str, dict[tuple[str, str], dict[str, Path]]]]:
@@ -121,7 +115,7 @@ def read_score(base: Path, song: str, part: str) -> np.ndarray | None:
 
 def prepare(out_root: Path, params: dict) -> None:
     root = release_root("dagstuhl", params, probe="DCS_*_*_Take*_[SATB]*_*.wav", how_to=HOW_TO,
-                        fetch=_fetch(params))
+                        fetch=zenodo_fetcher(params))
     base, takes = find_takes(root)
     settings = set(params["settings"] or [])
     candidates = sorted(t for t in takes if not settings or t.split("_")[1] in settings)

@@ -344,3 +344,10 @@ def verify_sha256_list(root: Path, list_path: Path, only: set[str] | None = None
 
 __all__ = ["RemoteFile", "fetch_zenodo", "fetch_url", "zenodo_files", "unpack", "is_complete",
            "verify_sha256_list", "read_sha256_list", "write_sha256_list", "file_digest", "COMPLETE_MARKER"]
+
+
+def zenodo_fetcher(params: dict):
+    """``fetch(dest)`` for a converter whose config has ``zenodo_record`` and ``zenodo_api``."""
+    def fetch(dest: Path) -> None:
+        fetch_zenodo(params["zenodo_record"], dest, api_base=params["zenodo_api"])
+    return fetch

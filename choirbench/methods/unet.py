@@ -21,7 +21,6 @@ from torch's RNG, which that loop checkpoints, so a resumed run is exact.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
