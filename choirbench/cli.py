@@ -26,6 +26,14 @@ def cmd_prepare(args) -> None:
     prepare(kind, params, Path(args.out))
 
 
+def cmd_f0(args) -> None:
+    from choirbench.data_prep.f0 import make_f0
+
+    written = make_f0(Path(args.data), args.source)
+    logging.getLogger("choirbench").info("%d F0 files written (%s)", written, args.source)
+    (Path(args.data) / f"f0_{args.source}" / ".complete").touch()
+
+
 def cmd_examples(args) -> None:
     from choirbench.data_prep.prepared import write_examples
 
@@ -126,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="JSON file with the dataset's config block")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("f0", help="derive the F0 given to methods: pYIN on the isolated voices, or the score")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--source", required=True, choices=["pyin", "score"])
+    p.set_defaults(func=cmd_f0)
 
     p = sub.add_parser("examples", help="write the fixed excerpt list of one split and J")
     p.add_argument("--data", required=True, help="prepared dataset folder")

@@ -21,6 +21,7 @@ methods:
   mixture: {{model: mixture}}
   oracle: {{model: oracle}}
   nmf1: {{model: nmf1}}
+  nmf2-score-f0: {{model: nmf2, f0_source: score}}
 {extra}
 report: false
 """
@@ -60,6 +61,8 @@ def test_workflow_writes_tables_figures_and_estimates(two_runs):
     sdr = summary[(summary.J == 4) & (summary.metric == "SDR") & (summary.voice == "all")].set_index("method")
     assert sdr.loc["oracle", "mean"] > sdr.loc["mixture", "mean"] + 5
     assert sdr.loc["nmf1", "mean"] > sdr.loc["mixture", "mean"]
+    assert (out / "data" / "tiny" / "f0_score" / "song5" / "S1.csv").is_file()  # derived for nmf2-score-f0 only
+    assert "nmf2-score-f0" in set(summary["method"])
     table = pd.read_parquet(out / "metrics" / "tiny" / "oracle" / "seed0" / "J2.parquet")
     assert list(table.columns) == ["dataset", "method", "seed", "J", "example_id", "voice", "frame", "metric", "value"]
     assert set(table["metric"]) == {"SDR", "ISR", "SIR", "SAR", "SI-SDR"}

@@ -34,6 +34,7 @@ wildcard_constraints:
     seed=r"\d+",
     J=r"[1-4]",
     split="train|valid|test",
+    source="pyin|score",
 
 
 def snapshot(path, content):
@@ -51,6 +52,12 @@ def method_entry(method):
     entry.setdefault("f0_source", config["f0_source"])
     entry.setdefault("excerpt_s", config["examples"]["excerpt_s"])
     return entry
+
+
+def f0_input(wildcards):
+    """The derived F0 a method entry is given, when it is not the dataset's own (`truth`)."""
+    source = method_entry(wildcards.method)["f0_source"]
+    return [] if source == "truth" else f"results/data/{wildcards.dataset}/f0_{source}/.complete"
 
 
 def trainable(method):

@@ -45,3 +45,23 @@ rule excerpt_list:
         "choirbench examples --data results/data/{wildcards.dataset} --J {wildcards.J} "
         "--split {wildcards.split} --seed {params.seed} --excerpt-s {params.excerpt_s} {params.keep_first} "
         "{params.singer} --min-voiced {params.min_voiced} --max-examples {params.max_examples} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule derive_f0:
+    message:
+        "Deriving the {wildcards.source} F0 of {wildcards.dataset} (cached per file)"
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+    output:
+        "results/data/{dataset}/f0_{source}/.complete",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/f0/{dataset}_{source}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    shell:
+        "choirbench f0 --data results/data/{wildcards.dataset} --source {wildcards.source} "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

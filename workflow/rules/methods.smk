@@ -8,6 +8,7 @@ rule train:
         manifest="results/data/{dataset}/manifest.csv",
         valid="results/data/{dataset}/examples/J4_valid.csv",
         entry="results/config/methods/{method}.json",
+        f0=f0_input,
     output:
         model="results/models/{dataset}/{method}/seed{seed}/model.pt",
         log_csv="results/models/{dataset}/{method}/seed{seed}/train_log.csv",
@@ -35,6 +36,7 @@ rule separate:
         examples="results/data/{dataset}/examples/J{J}_test.csv",
         entry="results/config/methods/{method}.json",
         checkpoint=checkpoint_input,
+        f0=f0_input,
     output:
         directory("results/estimates/{dataset}/{method}/seed{seed}/J{J}"),
     conda:
