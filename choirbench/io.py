@@ -151,25 +151,6 @@ def read_f0_table(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return times, f0, voices
 
 
-def resample_f0(times: np.ndarray, f0: np.ndarray, n_frames: int, *, hop_s: float = HOP / SAMPLE_RATE) -> np.ndarray:
-    """Put an F0 track (any time grid) onto the hop grid, nearest-neighbour in time.
-
-    Nearest neighbour keeps voiced/unvoiced boundaries sharp and never
-    interpolates between a note and silence.
-    """
-    f0 = np.atleast_2d(f0)
-    grid = np.arange(n_frames) * hop_s
-    idx = np.clip(np.searchsorted(times, grid), 1, max(len(times) - 1, 1))
-    left = np.clip(idx - 1, 0, len(times) - 1)
-    idx = np.clip(idx, 0, len(times) - 1)
-    nearest = np.where(np.abs(times[left] - grid) <= np.abs(times[idx] - grid), left, idx)
-    out = f0[:, nearest]
-    # outside the annotated span: unvoiced
-    step = np.median(np.diff(times)) if len(times) > 1 else hop_s
-    out[:, (grid < times[0] - step) | (grid > times[-1] + step)] = 0.0
-    return out
-
-
 def read_notes(path) -> np.ndarray:
     """Read aligned notes ``onset_s,offset_s,midi`` as an array [n, 3]."""
     path = Path(path)

@@ -23,7 +23,9 @@ from tqdm import tqdm
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.prepared import (ExcerptSampler, load_example, read_examples, read_manifest,
                                            small_subset)
-from choirbench.io import read_f0_table, read_wav, resample_f0, write_text, write_wav
+from choirbench.data_prep.f0 import to_hop_grid
+from choirbench.data_prep.release import resample_audio
+from choirbench.io import read_f0_table, read_wav, write_text, write_wav
 from choirbench.methods.base import Method, check_output, get
 from choirbench.params import resolve_params
 
@@ -119,12 +121,10 @@ def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoi
 def separate_file(mixture_path: Path, f0_path: Path, entry: dict, checkpoint: Path | None, out_dir: Path,
                   notes_path: Path | None = None) -> list[Path]:
     """Separate a user's recording: any rate in, ``out_dir/{voice}.wav`` at that rate and length out."""
-    import librosa
-
     audio, rate = read_wav(mixture_path, sr=None, allow_silence=True)
-    x = audio if rate == SAMPLE_RATE else librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
+    x = resample_audio(audio, rate)
     times, f0_table, names = read_f0_table(f0_path)
-    f0 = resample_f0(times, f0_table, len(x) // HOP + 1)[:, : len(x) // HOP]
+    f0 = np.stack([to_hop_grid(times, track, len(x) // HOP) for track in f0_table])
     notes = None
     if notes_path is not None:
         table = pd.read_csv(notes_path)
@@ -138,7 +138,7 @@ def separate_file(mixture_path: Path, f0_path: Path, entry: dict, checkpoint: Pa
     voices = check_output(method.separate(x / peak, SAMPLE_RATE, f0, notes), x, len(names), entry["id"]) * peak
     written = []
     for name, voice in zip(names, voices):
-        y = voice if rate == SAMPLE_RATE else librosa.resample(voice, orig_sr=SAMPLE_RATE, target_sr=rate)
+        y = resample_audio(voice, SAMPLE_RATE, rate)
         y = np.pad(y, (0, max(0, len(audio) - len(y))))[: len(audio)]
         write_wav(Path(out_dir) / f"{name}.wav", y, rate)
         written.append(Path(out_dir) / f"{name}.wav")
