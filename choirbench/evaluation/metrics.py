@@ -40,6 +40,10 @@ def _lagged(xcorr: np.ndarray, L: int) -> np.ndarray:
     return np.concatenate([xcorr[..., :1], xcorr[..., :-L:-1]], axis=-1)
 
 
+def _energy(x: np.ndarray) -> np.ndarray:
+    return np.sum(x ** 2, axis=-1)
+
+
 def _spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve a x = b for symmetric positive definite a; LU when a is numerically singular."""
     try:
@@ -94,7 +98,7 @@ def bss_eval_v4(references: np.ndarray, estimates: np.ndarray, win: int, hop: in
 
     slices = frame_slices(N, win, hop)
     out = {m: np.full((J, len(slices)), np.nan) for m in BSS_METRICS}
-    C_f = scipy.fft.rfft(C.transpose(2, 0, 1), n=_next_pow2(max(s.stop - s.start for s in slices) + L - 1), axis=-1)
+    filter_spectra: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # FFT size -> (interference, own) filters
     for t, sl in enumerate(slices):
         r, e = refs[:, sl], ests[:, sl]
         if np.any(~r.any(axis=1)) or np.any(~e.any(axis=1)):
@@ -102,19 +106,20 @@ def bss_eval_v4(references: np.ndarray, estimates: np.ndarray, win: int, hop: in
         W = sl.stop - sl.start
         n_conv = _next_pow2(W + L - 1)
         r_f = scipy.fft.rfft(r, n=n_conv, axis=-1)
-        Cf = C_f if C_f.shape[-1] == n_conv // 2 + 1 else scipy.fft.rfft(C.transpose(2, 0, 1), n=n_conv, axis=-1)
-        own_f = scipy.fft.rfft(C_own, n=n_conv, axis=-1)
+        if n_conv not in filter_spectra:  # frames share one size but for a shorter last frame
+            filter_spectra[n_conv] = (scipy.fft.rfft(C.transpose(2, 0, 1), n=n_conv, axis=-1),
+                                      scipy.fft.rfft(C_own, n=n_conv, axis=-1))
+        Cf, own_f = filter_spectra[n_conv]
         proj_all = scipy.fft.irfft(np.einsum("jkf,kf->jf", Cf, r_f), n=n_conv, axis=-1)[:, :W + L - 1]
         proj_own = scipy.fft.irfft(own_f * r_f, n=n_conv, axis=-1)[:, :W + L - 1]
         s_true = np.zeros((J, W + L - 1))
         s_true[:, :W] = r
         est = np.zeros((J, W + L - 1))
         est[:, :W] = e
-        energy = lambda x: np.sum(x ** 2, axis=-1)  # noqa: E731
-        out["SDR"][:, t] = _db(energy(s_true), energy(est - s_true))
-        out["ISR"][:, t] = _db(energy(s_true), energy(proj_own - s_true))
-        out["SIR"][:, t] = _db(energy(proj_own), energy(proj_all - proj_own))
-        out["SAR"][:, t] = _db(energy(proj_all), energy(est - proj_all))
+        out["SDR"][:, t] = _db(_energy(s_true), _energy(est - s_true))
+        out["ISR"][:, t] = _db(_energy(s_true), _energy(proj_own - s_true))
+        out["SIR"][:, t] = _db(_energy(proj_own), _energy(proj_all - proj_own))
+        out["SAR"][:, t] = _db(_energy(proj_all), _energy(est - proj_all))
     return out
 
 
