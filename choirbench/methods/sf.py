@@ -118,12 +118,11 @@ class SourceFilter(Method):
     def loss(self, model: SourceFilterNet, batch: tuple) -> torch.Tensor:
         """Multi-scale spectral loss: mixture vs sum of voices (unsupervised) or voice vs voice (supervised)."""
         mix, refs, f0, harm, noise = batch
-        spectra = model(mix, f0, harm, noise, self._autocast())
-        n = mix.shape[-1]
+        voices = model(mix, f0, harm, noise, self._autocast())
         sizes = tuple(self.params["loss_fft_sizes"])
         if refs is None:
-            return sf_dsp.multiscale_spectral_loss(mix, sf_dsp.frames_to_signal(spectra.sum(1), n), sizes)
-        return sf_dsp.multiscale_spectral_loss(refs, sf_dsp.frames_to_signal(spectra, n), sizes)
+            return sf_dsp.multiscale_spectral_loss(mix, voices.sum(1), sizes)
+        return sf_dsp.multiscale_spectral_loss(refs, voices, sizes)
 
     # ------------------------------------------------------------------ training
     def fit(self, train_sampler, valid, out_dir: Path, seed: int) -> Path:
@@ -194,8 +193,7 @@ class SourceFilter(Method):
         gen = torch.Generator(device=self.torch_device).manual_seed(SEPARATION_NOISE_SEED)
         mix, _, f0_t, harm, noise = self.make_batch(mixture[None], None, f0[None], generator=gen,
                                                     with_references=False)
-        spectra = model(mix, f0_t, harm, noise, self._autocast())
-        return sf_dsp.frames_to_signal(spectra, len(mixture))[0].cpu().numpy()
+        return model(mix, f0_t, harm, noise, self._autocast())[0].cpu().numpy()
 
     def separate(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs) -> np.ndarray:
         output = output or self.params["output"]

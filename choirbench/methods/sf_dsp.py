@@ -81,59 +81,110 @@ def lsf_from_gaps(gaps: torch.Tensor, min_gap: float = 0.0) -> torch.Tensor:
     return torch.cumsum(min_gap + (math.pi - n * min_gap) * frac, dim=-1)[..., :-1]
 
 
-class _LsfProducts(torch.autograd.Function):
+PRODUCT_CHUNK = 128
+"""Frames per chunk in the LSF products: [chunk, P, bins] stays in cache instead of P passes over memory."""
+
+
+def _lsf_grid(n_fft: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """cos w, cos(w/2), sin(w/2) on the n_fft // 2 + 1 bins (computed in float64, then cast)."""
+    w = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=device) * (2 * math.pi / n_fft)
+    return tuple(g.to(dtype) for g in (torch.cos(w), torch.cos(w / 2), torch.sin(w / 2)))
+
+
+def _lsf_products(lsf: torch.Tensor, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     """p(w) = cos(w/2) prod_odd (cos w - cos w_i),  q(w) = sin(w/2) prod_even (cos w - cos w_i).
 
-    A custom function so that the ten-factor products over [frames, bins] are not
-    all stored for backward: the gradient d p / d w_i = p sin(w_i) / (cos w - cos w_i)
-    is recomputed from the output. A grid point that coincides exactly with an
-    LSF (0 / 0) drops that frame's gradient for that LSF instead of making NaN.
+    ``lsf`` [..., P] -> p, q [..., n_fft // 2 + 1], without autograd. P(z) and
+    Q(z) (each with its trivial root at z = -1 or 1) factor into these real
+    products on the unit circle.
     """
+    cos_grid, half_cos, half_sin = _lsf_grid(n_fft, lsf.dtype, lsf.device)
+    flat = torch.cos(lsf.detach()).reshape(-1, lsf.shape[-1])
+    p = flat.new_empty(flat.shape[0], cos_grid.shape[0])
+    q = torch.empty_like(p)
+    for i in range(0, flat.shape[0], PRODUCT_CHUNK):
+        diff = cos_grid - flat[i:i + PRODUCT_CHUNK, :, None]                # [chunk, P, bins]
+        torch.mul(diff[:, 0::2].prod(1), half_cos, out=p[i:i + PRODUCT_CHUNK])
+        torch.mul(diff[:, 1::2].prod(1), half_sin, out=q[i:i + PRODUCT_CHUNK])
+    shape = (*lsf.shape[:-1], cos_grid.shape[0])
+    return p.reshape(shape), q.reshape(shape)
+
+
+def _lsf_products_backward(lsf: torch.Tensor, p: torch.Tensor, q: torch.Tensor, grad_p: torch.Tensor,
+                           grad_q: torch.Tensor) -> torch.Tensor:
+    """Gradient w.r.t. the LSFs from those w.r.t. p and q: d p / d w_i = p sin(w_i) / (cos w - cos w_i).
+
+    Recomputed from the products, so nothing per factor is stored. A grid
+    point that coincides exactly with an LSF (0 / 0) drops that frame's
+    gradient for that LSF instead of making NaN.
+    """
+    n_fft = 2 * (p.shape[-1] - 1)
+    cos_grid = _lsf_grid(n_fft, lsf.dtype, lsf.device)[0]
+    order = lsf.shape[-1]
+    flat = lsf.detach().reshape(-1, order)
+    cos_l, sin_l = torch.cos(flat), torch.sin(flat)
+    weighted = torch.stack([(grad_p * p).reshape(-1, p.shape[-1]), (grad_q * q).reshape(-1, p.shape[-1])], 1)
+    grad = torch.empty_like(flat)
+    parity = torch.arange(order, device=lsf.device) % 2                     # w1, w3, ... in p; w2, w4, ... in q
+    for i in range(0, flat.shape[0], PRODUCT_CHUNK):
+        diff = cos_grid - cos_l[i:i + PRODUCT_CHUNK, :, None]               # [chunk, P, bins]
+        ratio = (weighted[i:i + PRODUCT_CHUNK, parity] / diff).sum(-1)
+        grad[i:i + PRODUCT_CHUNK] = ratio
+    grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0) * sin_l
+    return grad.reshape(lsf.shape)
+
+
+def _inverse_from_products(p: torch.Tensor, q: torch.Tensor, order: int) -> torch.Tensor:
+    """1 / A(e^{jw}) = e^{jw(P+1)/2} / (2^{P/2} (p + j q)) (complex64 or complex128 as p)."""
+    n_fft = 2 * (p.shape[-1] - 1)
+    w = torch.arange(p.shape[-1], dtype=torch.float64, device=p.device) * (2 * math.pi / n_fft)
+    shift = torch.exp(1j * w * (order + 1) / 2).to(torch.complex64 if p.dtype == torch.float32
+                                                     else torch.complex128)
+    power = (p * p + q * q) * 2.0 ** (order // 2)
+    return torch.complex(p / power, -q / power) * shift
+
+
+class _InverseFilter(torch.autograd.Function):
+    """1 / A(e^{jw}) from LSFs through the products, storing only p and q for backward."""
 
     @staticmethod
-    def forward(ctx, lsf: torch.Tensor, cos_grid: torch.Tensor, half_cos: torch.Tensor, half_sin: torch.Tensor):
-        cos_l = torch.cos(lsf)
-        p = half_cos.expand(*lsf.shape[:-1], -1).clone()
-        q = half_sin.expand(*lsf.shape[:-1], -1).clone()
-        for i in range(lsf.shape[-1]):
-            (p if i % 2 == 0 else q).mul_(cos_grid - cos_l[..., i:i + 1])
-        ctx.save_for_backward(lsf, cos_grid, p, q)
-        return p, q
+    def forward(ctx, lsf: torch.Tensor, n_fft: int):
+        p, q = _lsf_products(lsf, n_fft)
+        ctx.save_for_backward(lsf, p, q)
+        return _inverse_from_products(p, q, lsf.shape[-1])
 
     @staticmethod
-    def backward(ctx, grad_p: torch.Tensor, grad_q: torch.Tensor):
-        lsf, cos_grid, p, q = ctx.saved_tensors
-        cos_l, sin_l = torch.cos(lsf), torch.sin(lsf)
-        weighted = (grad_p * p, grad_q * q)
-        grads = []
-        for i in range(lsf.shape[-1]):
-            ratio = (weighted[i % 2] / (cos_grid - cos_l[..., i:i + 1])).sum(-1)
-            grads.append(torch.nan_to_num(ratio, nan=0.0, posinf=0.0, neginf=0.0) * sin_l[..., i])
-        return torch.stack(grads, dim=-1), None, None, None
+    def backward(ctx, grad_inv: torch.Tensor):
+        lsf, p, q = ctx.saved_tensors
+        grad_p, grad_q = _products_grad(grad_inv, _inverse_from_products(p, q, lsf.shape[-1]), p, q)
+        return _lsf_products_backward(lsf, p, q, grad_p, grad_q), None
+
+
+def _products_grad(grad_inv: torch.Tensor, inv_a: torch.Tensor, p: torch.Tensor, q: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients w.r.t. p and q from that w.r.t. V = 1/A = c / (p + j q) (torch's complex convention).
+
+    dV/dp = -V / (p + j q) and dV/dq = j dV/dp, so with W = grad_V conj(-V / (p + j q)):
+    grad_p = Re W and grad_q = Im W.
+    """
+    w = grad_inv * torch.conj(-inv_a / torch.complex(p, q))
+    return w.real, w.imag
 
 
 def inverse_filter_response(lsf: torch.Tensor, n_fft: int = 1024) -> torch.Tensor:
-    """1 / A(e^{jw}) on the ``n_fft // 2 + 1`` bins of an n_fft-point FFT, straight from the LSFs (complex64).
+    """1 / A(e^{jw}) on the ``n_fft // 2 + 1`` bins of an n_fft-point FFT, straight from the LSFs.
 
     On the unit circle A = e^{-jw(P+1)/2} 2^{P/2} (p(w) + j q(w)) with p, q the
-    real products of :class:`_LsfProducts` (P(z) and Q(z) are in quadrature
+    real products of :func:`_lsf_products` (P(z) and Q(z) are in quadrature
     there). No polynomial is expanded, so no rounding can move a root: A has no
     zero on the circle while the LSFs interlace, and the result equals the FFT
     of the coefficients from :func:`lsf_to_lpc` wherever those are accurate.
     Expanding the coefficients is ill-conditioned for clustered LSFs (float64
     roots escape the unit circle); this form is not.
     """
-    order = lsf.shape[-1]
-    if order % 2:
-        raise ValueError(f"LSF order must be even, got {order}")
-    w = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=lsf.device) * (2 * math.pi / n_fft)
-    grid = [g.to(lsf.dtype) for g in (torch.cos(w), torch.cos(w / 2), torch.sin(w / 2))]
-    p, q = _LsfProducts.apply(lsf, *grid)
-    scale = 2.0 ** (order // 2)
-    power = (p * p + q * q) * scale
-    shift = torch.exp(1j * w * (order + 1) / 2).to(torch.complex64 if lsf.dtype == torch.float32
-                                                     else torch.complex128)
-    return torch.complex(p / power, -q / power) * shift
+    if lsf.shape[-1] % 2:
+        raise ValueError(f"LSF order must be even, got {lsf.shape[-1]}")
+    return _InverseFilter.apply(lsf, n_fft)
 
 
 def envelope_db(lsf: torch.Tensor, n_fft: int = 512) -> torch.Tensor:
@@ -280,15 +331,96 @@ def band_response(bands: torch.Tensor, n_bins: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- synthesis
 
-def frame_spectra(harm: torch.Tensor, noise: torch.Tensor, amplitude: torch.Tensor, noise_gain: torch.Tensor,
-                  bands: torch.Tensor, inv_a: torch.Tensor) -> torch.Tensor:
-    """Y_l = (a_l S H_l + g_l B N_l) / A_l for every frame: [..., L, bins] complex64.
+SYNTH_CHUNK_FRAMES = 2048
+"""Frames synthesised together: voices are processed in chunks of about this many frames so that the
+[frames, bins] temporaries stay small (cache-friendly, and no large transient allocations)."""
 
-    amplitude, noise_gain [..., L]; bands [..., n_bands]; inv_a [..., L, bins].
+
+def _irfft_adjoint_gain(n_fft: int, device, dtype) -> torch.Tensor:
+    """Per-bin factor of irfft's adjoint: grad_Y = rfft(grad_x) * c / n, c = 1 at DC and Nyquist, else 2."""
+    c = torch.full((n_fft // 2 + 1,), 2.0 / n_fft, device=device, dtype=dtype)
+    c[0] = c[-1] = 1.0 / n_fft
+    return c
+
+
+class _VoiceSignals(torch.autograd.Function):
+    """Synthesised voices from their controls: Y_l = (a_l S H_l + g_l B N_l) / A_l, inverse FFT, overlap-add.
+
+    Done voice chunk by voice chunk, keeping nothing per frame for backward but
+    the inputs: backward recomputes 1/A, the source and the frame gradients
+    (the adjoint of overlap-add and of the inverse FFT) chunk by chunk.
+    Autograd would keep the source, the per-frame spectra, the frames and
+    every intermediate of 1/A. Gradients follow torch's convention for complex
+    tensors (the gradient of a product x y w.r.t. x is grad conj(y)).
     """
-    band = band_response(bands, harm.shape[-1])[..., None, :]
-    source = amplitude[..., None] * harm + (noise_gain[..., None] * band) * noise
-    return source * inv_a
+
+    @staticmethod
+    def forward(ctx, lsf, amplitude, noise_gain, band, harm, noise, n_samples: int):
+        lead, (L, bins), order = harm.shape[:-2], harm.shape[-2:], lsf.shape[-1]
+        n_fft = 2 * (bins - 1)
+        flat = [x.reshape(-1, *x.shape[len(lead):]) for x in (lsf, amplitude, noise_gain, band, harm, noise)]
+        out = harm.real.new_empty(flat[0].shape[0], n_samples)
+        step = max(1, SYNTH_CHUNK_FRAMES // L)
+        for v in range(0, out.shape[0], step):
+            lsf_c, amp_c, gain_c, band_c, harm_c, noise_c = (x[v:v + step] for x in flat)
+            p, q = _lsf_products(lsf_c, n_fft)
+            spectra = _source(amp_c, gain_c, band_c, harm_c, noise_c).mul_(_inverse_from_products(p, q, order))
+            out[v:v + step] = frames_to_signal(spectra, n_samples, n_fft)
+        ctx.save_for_backward(lsf, amplitude, noise_gain, band, harm, noise)
+        return out.reshape(*lead, n_samples)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        saved = ctx.saved_tensors
+        lead, L, bins = saved[4].shape[:-2], saved[4].shape[-2], saved[4].shape[-1]
+        n_fft, order = 2 * (bins - 1), saved[0].shape[-1]
+        lsf, amplitude, noise_gain, band, harm, noise = (x.reshape(-1, *x.shape[len(lead):]) for x in saved)
+        grad_out = grad_out.reshape(-1, grad_out.shape[-1])
+        grads = [torch.empty_like(x) for x in (lsf, amplitude, noise_gain, band)]
+        gain = _irfft_adjoint_gain(n_fft, grad_out.device, grad_out.dtype)
+        step = max(1, SYNTH_CHUNK_FRAMES // L)
+        for v in range(0, lsf.shape[0], step):
+            sl = slice(v, v + step)
+            # adjoint of overlap-add (frame l starts at sample 256 l - 256) and of the inverse FFT
+            buffer = F.pad(grad_out[sl], (WIN // 2, (L + 3) * HOP - WIN // 2 - grad_out.shape[-1]))
+            grad_y = torch.fft.rfft(buffer.unfold(-1, n_fft, HOP)[:, :L], n=n_fft).mul_(gain)
+            p, q = _lsf_products(lsf[sl], n_fft)
+            inv_a = _inverse_from_products(p, q, order)
+            grad_source = grad_y * inv_a.conj()
+            grads[1][sl] = _real_inner(grad_source, harm[sl])
+            grad_noise = torch.view_as_real(grad_source).mul_(torch.view_as_real(noise[sl])).sum(-1)  # Re(gs conj N)
+            grads[2][sl] = (grad_noise * band[sl, None, :]).sum(-1)
+            grads[3][sl] = (grad_noise * noise_gain[sl, :, None]).sum(-2)
+            del grad_source, grad_noise
+            source = _source(amplitude[sl], noise_gain[sl], band[sl], harm[sl], noise[sl])
+            grad_p, grad_q = _products_grad(grad_y.mul_(source.conj_physical_()), inv_a, p, q)
+            grads[0][sl] = _lsf_products_backward(lsf[sl], p, q, grad_p, grad_q)
+        return (*(g.reshape(x.shape) for g, x in zip(grads, saved)), None, None, None)
+
+
+def _source(amplitude, noise_gain, band, harm, noise) -> torch.Tensor:
+    """a_l S H_l + g_l B N_l per frame (a fresh tensor)."""
+    return (harm * amplitude[..., None]).add_(noise * (noise_gain[..., None] * band[..., None, :]))
+
+
+def _real_inner(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Re sum_bins x conj(y) over the last axis, without forming the complex product."""
+    return torch.view_as_real(x).mul(torch.view_as_real(y)).sum((-1, -2))
+
+
+def voice_signals(lsf: torch.Tensor, amplitude: torch.Tensor, noise_gain: torch.Tensor, band: torch.Tensor,
+                  harm: torch.Tensor, noise: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """The synthesised voices [..., n_samples] from frame controls.
+
+    Per frame, Y_l = (a_l S H_l + g_l B N_l) / A_l; the frames are taken back to
+    time and overlap-added (:func:`frames_to_signal`). lsf [..., L, P] (radians);
+    amplitude, noise_gain [..., L]; band [..., bins] (the noise filter B on the
+    grid, see :func:`band_response`); harm (S H) and noise (N) [..., L, bins]
+    from :func:`excitation_spectra`.
+    """
+    if lsf.shape[-1] % 2:
+        raise ValueError(f"LSF order must be even, got {lsf.shape[-1]}")
+    return _VoiceSignals.apply(lsf, amplitude, noise_gain, band, harm, noise, n_samples)
 
 
 def overlap_add(frames: torch.Tensor, n_samples: int) -> torch.Tensor:
@@ -315,25 +447,57 @@ def frames_to_signal(spectra: torch.Tensor, n_samples: int, n_fft: int = N_FFT) 
 
 # ----------------------------------------------------------------------------- loss
 
+def _spectral_distance(mag_t: torch.Tensor, estimate: torch.Tensor, n_fft: int, window: torch.Tensor
+                       ) -> torch.Tensor:
+    """mean |M - M^| + mean |log M - log M^| at one FFT size (Hann, hop n_fft / 4)."""
+    mag_e = torch.stft(estimate, n_fft, hop_length=n_fft // 4, window=window, center=True,
+                       return_complex=True).abs()
+    return (mag_t - mag_e).abs().mean() + (torch.log(mag_t + LOG_EPS) - torch.log(mag_e + LOG_EPS)).abs().mean()
+
+
+class _MultiscaleLoss(torch.autograd.Function):
+    """The multi-scale loss with its gradient computed scale by scale during the forward pass.
+
+    Autograd would keep every scale's complex STFT, magnitude and log-magnitude
+    alive until backward (about 1.3 GB for 60 voices of 4 s). Here each scale's
+    graph is built, differentiated and freed at once, and only the gradient with
+    respect to the estimate (one signal-sized tensor) is kept: same values, same
+    gradient (torch's own STFT backward), a fraction of the memory.
+    """
+
+    @staticmethod
+    def forward(ctx, target: torch.Tensor, estimate: torch.Tensor, fft_sizes: tuple[int, ...]):
+        total = estimate.new_zeros((), dtype=torch.float64)
+        grad = torch.zeros_like(estimate) if ctx.needs_input_grad[1] else None
+        for n_fft in fft_sizes:
+            window = hann(n_fft, estimate.device)
+            mag_t = torch.stft(target, n_fft, hop_length=n_fft // 4, window=window, center=True,
+                               return_complex=True).abs()
+            if grad is None:
+                total += _spectral_distance(mag_t, estimate, n_fft, window).double()
+                continue
+            with torch.enable_grad():
+                leaf = estimate.detach().requires_grad_(True)
+                value = _spectral_distance(mag_t, leaf, n_fft, window)
+                (g,) = torch.autograd.grad(value, leaf)
+            total += value.detach().double()
+            grad += g
+        ctx.save_for_backward(grad)
+        return total.to(estimate.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return None, None if grad is None else grad * grad_output, None
+
+
 def multiscale_spectral_loss(target: torch.Tensor, estimate: torch.Tensor,
                              fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)) -> torch.Tensor:
     """Sum over FFT sizes of mean |M - M^| + mean |log M - log M^| (Hann, 75 % overlap).
 
-    Magnitudes of both signals [..., N]; zero for identical inputs.
+    Magnitudes of both signals [..., N]; zero for identical inputs. The target
+    gets no gradient. See :class:`_MultiscaleLoss` for how memory is kept low.
     """
-    target = target.reshape(-1, target.shape[-1])
+    target = target.detach().reshape(-1, target.shape[-1])
     estimate = estimate.reshape(-1, estimate.shape[-1])
-    total = estimate.new_zeros(())
-    for n_fft in fft_sizes:
-        window = hann(n_fft, estimate.device)
-
-        def magnitude(x: torch.Tensor) -> torch.Tensor:
-            return torch.stft(x, n_fft, hop_length=n_fft // 4, window=window, center=True,
-                              return_complex=True).abs()
-
-        with torch.no_grad():  # the target needs no gradient: don't pay for one
-            mag_t = magnitude(target)
-        mag_e = magnitude(estimate)
-        total = total + (mag_t - mag_e).abs().mean() + \
-            (torch.log(mag_t + LOG_EPS) - torch.log(mag_e + LOG_EPS)).abs().mean()
-    return total
+    return _MultiscaleLoss.apply(target, estimate, tuple(fft_sizes))

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from choirbench.methods import sf_dsp
@@ -45,12 +46,72 @@ def scale_f0(f0: torch.Tensor) -> torch.Tensor:
     return torch.where(f0 > 0, scaled.clamp(0, 1), torch.zeros_like(scaled))
 
 
-def mlp(n_in: int, width: int, layers: int) -> nn.Sequential:
-    """``layers`` x (Linear -> LayerNorm -> LeakyReLU)."""
-    blocks = []
-    for i in range(layers):
-        blocks += [nn.Linear(n_in if i == 0 else width, width), nn.LayerNorm(width), nn.LeakyReLU()]
-    return nn.Sequential(*blocks)
+class _NormActLinear(torch.autograd.Function):
+    """LayerNorm -> LeakyReLU -> Linear (the Linear optional) that keeps only the norm's input for backward.
+
+    Autograd would keep three activations per MLP layer (the norm's input, its
+    output and the activation's output); this keeps one and recomputes the
+    cheap norm and activation in backward (no matrix product is recomputed).
+    Under autocast the matrix products run in the autocast dtype and the norm in
+    float32, as autocast itself would do.
+    """
+
+    @staticmethod
+    def forward(ctx, z, gamma, beta, weight, bias, eps: float, slope: float):
+        device = z.device.type
+        mm_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else z.dtype
+        with torch.autocast(device, enabled=False):
+            u, mean, rstd = torch.native_layer_norm(z.float(), [z.shape[-1]], gamma, beta, eps)
+            y = F.leaky_relu(u, slope)
+            out = y if weight is None else F.linear(y.to(mm_dtype), weight.to(mm_dtype), bias.to(mm_dtype))
+        ctx.save_for_backward(z, mean, rstd, gamma, beta, weight)
+        ctx.eps, ctx.slope, ctx.mm_dtype = eps, slope, mm_dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, mean, rstd, gamma, beta, weight = ctx.saved_tensors
+        zf = z.float()
+        with torch.autocast(z.device.type, enabled=False):
+            u = torch.native_layer_norm(zf, [z.shape[-1]], gamma, beta, ctx.eps)[0]
+            grad_w = grad_b = None
+            if weight is None:
+                grad_y = grad_out.float()
+            else:
+                g = grad_out.to(ctx.mm_dtype).reshape(-1, grad_out.shape[-1])
+                y = F.leaky_relu(u, ctx.slope).to(ctx.mm_dtype).reshape(-1, u.shape[-1])
+                grad_w = (g.t() @ y).to(weight.dtype)
+                grad_b = g.float().sum(0)
+                grad_y = (g @ weight.to(ctx.mm_dtype)).float().reshape(u.shape)
+            grad_u = torch.ops.aten.leaky_relu_backward(grad_y, u, ctx.slope, False)
+            grad_z, grad_gamma, grad_beta = torch.ops.aten.native_layer_norm_backward(
+                grad_u, zf, [z.shape[-1]], mean, rstd, gamma, beta, [True, True, True])
+        return grad_z.to(z.dtype), grad_gamma, grad_beta, grad_w, grad_b, None, None
+
+
+class MLP(nn.Sequential):
+    """``layers`` x (Linear -> LayerNorm -> LeakyReLU).
+
+    Kept as a plain ``Sequential`` of the standard layers (so checkpoints and
+    parameter names are the usual ones); ``forward`` runs each norm and
+    activation fused with the Linear after it, see :class:`_NormActLinear`.
+    """
+
+    def __init__(self, n_in: int, width: int, layers: int):
+        blocks = []
+        for i in range(layers):
+            blocks += [nn.Linear(n_in if i == 0 else width, width), nn.LayerNorm(width), nn.LeakyReLU()]
+        super().__init__(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mods = list(self)
+        z = mods[0](x)
+        for i in range(0, len(mods), 3):
+            norm, act = mods[i + 1], mods[i + 2]
+            nxt = mods[i + 3] if i + 3 < len(mods) else None
+            z = _NormActLinear.apply(z, norm.weight, norm.bias, None if nxt is None else nxt.weight,
+                                     None if nxt is None else nxt.bias, norm.eps, act.negative_slope)
+        return z
 
 
 class Encoder(nn.Module):
@@ -76,32 +137,118 @@ class Encoder(nn.Module):
         return self.out(x)
 
 
+class _SharedInputGRU(torch.autograd.Function):
+    """The decoder GRU over the voices, with the mixture-wide half of its input projected once per mixture.
+
+    The GRU input is [pitch_j, shared] where ``shared`` (the embedding MLP's
+    output) is the same for all J voices of a mixture. nn.GRU would multiply
+    that half by its weights J times; here ``W_shared @ shared`` is computed
+    once per mixture and broadcast over the voices, which removes about a
+    third of the GRU's arithmetic for J = 4. It is otherwise torch's GRU
+    (gate order r, z, n; n = tanh(W_in x + b_in + r (W_hn h + b_hn))), with a
+    hand-written backward through time that keeps four gate tensors per step.
+    Matrix products run in the autocast dtype when autocast is on; gates and
+    state stay in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, pitch, shared, w_ih, w_hh, b_ih, b_hh, voices: int):
+        device = pitch.device.type
+        dt = torch.float64 if pitch.dtype == torch.float64 else torch.float32   # state and gates
+        mm = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else dt
+        BJ, L, H = pitch.shape[0], pitch.shape[1], w_hh.shape[1]
+        with torch.autocast(device, enabled=False):
+            w_pitch, w_shared = w_ih[:, :H].to(mm), w_ih[:, H:].to(mm)
+            gi = (pitch.to(mm) @ w_pitch.t()).to(dt).view(BJ // voices, voices, L, 3 * H)
+            gi += ((shared.to(mm) @ w_shared.t()).to(dt) + b_ih)[:, None]
+            gi = gi.view(BJ, L, 3 * H)
+            w_hh_mm = w_hh.to(mm)
+            out = pitch.new_empty(BJ, L, H, dtype=dt)
+            gates = pitch.new_empty(BJ, L, 4 * H, dtype=dt)         # r, z, n, W_hn h + b_hn
+            h = pitch.new_zeros(BJ, H, dtype=dt)
+            for t in range(L):
+                gh = torch.addmm(b_hh, h, w_hh.t()) if mm == dt else (h.to(mm) @ w_hh_mm.t()).to(dt) + b_hh
+                rz = torch.sigmoid(gi[:, t, :2 * H] + gh[:, :2 * H])
+                r, z = rz[:, :H], rz[:, H:]
+                n = torch.tanh(torch.addcmul(gi[:, t, 2 * H:], r, gh[:, 2 * H:]))
+                h = n + z * (h - n)
+                out[:, t] = h
+                gates[:, t, :2 * H] = rz
+                gates[:, t, 2 * H:3 * H] = n
+                gates[:, t, 3 * H:] = gh[:, 2 * H:]
+        ctx.save_for_backward(pitch, shared, w_ih, w_hh, out, gates)
+        ctx.voices, ctx.mm = voices, mm
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        pitch, shared, w_ih, w_hh, out, gates = ctx.saved_tensors
+        mm, voices = ctx.mm, ctx.voices
+        BJ, L, H = out.shape
+        device = pitch.device.type
+        with torch.autocast(device, enabled=False):
+            dt = out.dtype
+            grad_out = grad_out.to(dt)
+            w_hh_mm = w_hh.to(mm)
+            d_gi = torch.empty_like(gates[..., :3 * H])                          # d(pre-activations) r, z, n
+            d_ghn = torch.empty_like(out)
+            dh = torch.zeros_like(out[:, 0])
+            for t in range(L - 1, -1, -1):
+                dh = dh + grad_out[:, t]
+                r, z = gates[:, t, :H], gates[:, t, H:2 * H]
+                n, ghn = gates[:, t, 2 * H:3 * H], gates[:, t, 3 * H:]
+                h_prev = out[:, t - 1] if t > 0 else torch.zeros_like(dh)
+                dn = dh * (1 - z) * (1 - n * n)
+                d_gi[:, t, 2 * H:] = dn
+                d_ghn[:, t] = dn * r
+                d_gi[:, t, :H] = dn * ghn * r * (1 - r)
+                d_gi[:, t, H:2 * H] = dh * (h_prev - n) * z * (1 - z)
+                d_gh = torch.cat([d_gi[:, t, :2 * H], d_ghn[:, t]], dim=1)
+                dh = dh * z + (d_gh.to(mm) @ w_hh_mm).to(dt)
+            h_prev = torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], dim=1).reshape(-1, H).to(mm)
+            d_gh_all = torch.cat([d_gi[..., :2 * H], d_ghn], dim=-1).reshape(-1, 3 * H)
+            grad_w_hh = (d_gh_all.to(mm).t() @ h_prev).to(dt)
+            grad_b_hh = d_gh_all.sum(0)
+            d_gi_flat = d_gi.reshape(-1, 3 * H)
+            d_gi_shared = d_gi.view(BJ // voices, voices, L, 3 * H).sum(1).reshape(-1, 3 * H)
+            grad_b_ih = d_gi_shared.sum(0)
+            w_pitch, w_shared = w_ih[:, :H].to(mm), w_ih[:, H:].to(mm)
+            grad_w_ih = torch.cat([(d_gi_flat.to(mm).t() @ pitch.reshape(-1, H).to(mm)).to(dt),
+                                   (d_gi_shared.to(mm).t() @ shared.reshape(-1, H).to(mm)).to(dt)], dim=1)
+            grad_pitch = (d_gi_flat.to(mm) @ w_pitch).to(dt).view_as(pitch).to(pitch.dtype)
+            grad_shared = (d_gi_shared.to(mm) @ w_shared).to(dt).view_as(shared).to(shared.dtype)
+        return grad_pitch, grad_shared, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, None
+
+
 class Decoder(nn.Module):
     """Per voice: MLP(F0) and MLP(embedding) -> GRU -> MLP -> synthesis controls."""
 
     def __init__(self, arch: Architecture):
         super().__init__()
         width = arch.decoder_hidden
-        self.f0_mlp = mlp(1, width, arch.mlp_layers)
-        self.emb_mlp = mlp(arch.embedding, width, arch.mlp_layers)
+        self.f0_mlp = MLP(1, width, arch.mlp_layers)
+        self.emb_mlp = MLP(arch.embedding, width, arch.mlp_layers)
         self.gru = nn.GRU(2 * width, width, batch_first=True)
-        self.out_mlp = mlp(width, width, arch.mlp_layers)
+        self.out_mlp = MLP(width, width, arch.mlp_layers)
         self.frame_head = nn.Linear(width, 2 + arch.filter_order + 1)
         self.band_head = nn.Linear(width, arch.noise_bands)
 
     def forward(self, embedding: torch.Tensor, f0: torch.Tensor) -> dict[str, torch.Tensor]:
         """embedding [B, L, E], f0 [B, J, L] Hz -> controls per voice ([B, J, L] ..., bands [B, J, n_bands]).
 
-        The embedding MLP runs once per mixture, not once per voice: its input is
-        shared, so computing it J times would only cost time.
+        The embedding MLP, and the GRU's projection of its output, run once per
+        mixture, not once per voice: their input is shared, so computing them J
+        times would only cost time. ``self.gru`` holds the GRU's weights (input
+        [pitch, shared]) in torch's layout; :class:`_SharedInputGRU` runs it.
         """
         B, J, L = f0.shape
         shared = self.emb_mlp(embedding)                                    # [B, L, H]
-        shared = shared.unsqueeze(1).expand(B, J, L, shared.shape[-1]).reshape(B * J, L, -1)
-        pitch = self.f0_mlp(scale_f0(f0).reshape(B * J, L, 1))
-        hidden, last = self.gru(torch.cat([pitch, shared], dim=-1))
+        pitch = self.f0_mlp(scale_f0(f0).reshape(B * J, L, 1))              # [B * J, L, H]
+        g = self.gru
+        hidden = _SharedInputGRU.apply(pitch, shared, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0,
+                                       g.bias_hh_l0, J)
         frames = self.frame_head(self.out_mlp(hidden)).float().reshape(B, J, L, -1)
-        bands = self.band_head(last[-1]).float().reshape(B, J, -1)
+        bands = self.band_head(hidden[:, -1]).float().reshape(B, J, -1)
         return {"amplitude": sf_dsp.exp_sigmoid(frames[..., 0]),
                 "noise_gain": sf_dsp.exp_sigmoid(frames[..., 1]),
                 "lsf_gaps": sf_dsp.exp_sigmoid(frames[..., 2:]),
@@ -109,7 +256,7 @@ class Decoder(nn.Module):
 
 
 class SourceFilterNet(nn.Module):
-    """Encoder + decoder + the fixed synthesiser; ``forward`` gives per-voice frame spectra."""
+    """Encoder + decoder + the fixed synthesiser; ``forward`` gives the synthesised voices."""
 
     def __init__(self, arch: Architecture):
         super().__init__()
@@ -136,7 +283,7 @@ class SourceFilterNet(nn.Module):
 
     def forward(self, mixture: torch.Tensor, f0: torch.Tensor, harm: torch.Tensor, noise: torch.Tensor,
                 autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Per-voice frame spectra [B, J, L, bins] (complex64); see :func:`sf_dsp.frame_spectra`."""
+        """The synthesised voices [B, J, N]; see :func:`sf_dsp.voice_signals`."""
         c = self.controls(mixture, f0, autocast_dtype)
-        inv_a = sf_dsp.inverse_filter_response(c["lsf"], sf_dsp.N_FFT)
-        return sf_dsp.frame_spectra(harm, noise, c["amplitude"], c["noise_gain"], c["noise_bands"], inv_a)
+        band = sf_dsp.band_response(c["noise_bands"], harm.shape[-1])
+        return sf_dsp.voice_signals(c["lsf"], c["amplitude"], c["noise_gain"], band, harm, noise, mixture.shape[-1])
