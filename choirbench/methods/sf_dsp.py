@@ -123,13 +123,14 @@ def _lsf_products_backward(lsf: torch.Tensor, p: torch.Tensor, q: torch.Tensor, 
     order = lsf.shape[-1]
     flat = lsf.detach().reshape(-1, order)
     cos_l, sin_l = torch.cos(flat), torch.sin(flat)
-    weighted = torch.stack([(grad_p * p).reshape(-1, p.shape[-1]), (grad_q * q).reshape(-1, p.shape[-1])], 1)
+    weighted_p = (grad_p * p).reshape(-1, 1, p.shape[-1])
+    weighted_q = (grad_q * q).reshape(-1, 1, p.shape[-1])
     grad = torch.empty_like(flat)
-    parity = torch.arange(order, device=lsf.device) % 2                     # w1, w3, ... in p; w2, w4, ... in q
     for i in range(0, flat.shape[0], PRODUCT_CHUNK):
-        diff = cos_grid - cos_l[i:i + PRODUCT_CHUNK, :, None]               # [chunk, P, bins]
-        ratio = (weighted[i:i + PRODUCT_CHUNK, parity] / diff).sum(-1)
-        grad[i:i + PRODUCT_CHUNK] = ratio
+        rows = slice(i, i + PRODUCT_CHUNK)
+        diff = cos_grid - cos_l[rows, :, None]                              # [chunk, P, bins]
+        grad[rows, 0::2] = (weighted_p[rows] / diff[:, 0::2]).sum(-1)       # w1, w3, ... are roots of p
+        grad[rows, 1::2] = (weighted_q[rows] / diff[:, 1::2]).sum(-1)       # w2, w4, ... of q
     grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0) * sin_l
     return grad.reshape(lsf.shape)
 
