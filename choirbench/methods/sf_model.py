@@ -146,77 +146,72 @@ class _SharedInputGRU(torch.autograd.Function):
     once per mixture and broadcast over the voices, which removes about a
     third of the GRU's arithmetic for J = 4. It is otherwise torch's GRU
     (gate order r, z, n; n = tanh(W_in x + b_in + r (W_hn h + b_hn))), with a
-    hand-written backward through time that keeps four gate tensors per step.
-    Matrix products run in the autocast dtype when autocast is on; gates and
-    state stay in float32.
+    hand-written backward through time that keeps four gate tensors per step,
+    laid out time-major so that every step works on contiguous memory. The
+    matrix products run in the autocast dtype when autocast is on; the state
+    and the gates stay in float32 (float64 for float64 inputs).
     """
 
     @staticmethod
     def forward(ctx, pitch, shared, w_ih, w_hh, b_ih, b_hh, voices: int):
         device = pitch.device.type
-        dt = torch.float64 if pitch.dtype == torch.float64 else torch.float32   # state and gates
+        dt = torch.float64 if pitch.dtype == torch.float64 else torch.float32
         mm = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else dt
         BJ, L, H = pitch.shape[0], pitch.shape[1], w_hh.shape[1]
         with torch.autocast(device, enabled=False):
-            w_pitch, w_shared = w_ih[:, :H].to(mm), w_ih[:, H:].to(mm)
-            gi = (pitch.to(mm) @ w_pitch.t()).to(dt).view(BJ // voices, voices, L, 3 * H)
-            gi += ((shared.to(mm) @ w_shared.t()).to(dt) + b_ih)[:, None]
-            gi = gi.view(BJ, L, 3 * H)
-            w_hh_mm = w_hh.to(mm)
-            out = pitch.new_empty(BJ, L, H, dtype=dt)
-            gates = pitch.new_empty(BJ, L, 4 * H, dtype=dt)         # r, z, n, W_hn h + b_hn
-            h = pitch.new_zeros(BJ, H, dtype=dt)
+            projected = pitch.reshape(-1, H).to(mm) @ w_ih[:, :H].to(mm).t()       # a 2-D product is fastest
+            gi = pitch.new_empty(L, BJ, 3 * H, dtype=dt).copy_(projected.view(BJ, L, -1).transpose(0, 1))
+            gi.view(L, BJ // voices, voices, 3 * H).add_(
+                ((shared.to(mm) @ w_ih[:, H:].to(mm).t()).to(dt) + b_ih).transpose(0, 1)[:, :, None])
+            w_hh_t, b_hh = w_hh.to(mm).t().contiguous(), b_hh.to(dt)
+            out = gi.new_empty(L, BJ, H)
+            gates = gi.new_empty(L, BJ, 4 * H)                               # r, z, n, W_hn h + b_hn
+            h = gi.new_zeros(BJ, H)
             for t in range(L):
-                gh = torch.addmm(b_hh, h, w_hh.t()) if mm == dt else (h.to(mm) @ w_hh_mm.t()).to(dt) + b_hh
-                rz = torch.sigmoid(gi[:, t, :2 * H] + gh[:, :2 * H])
-                r, z = rz[:, :H], rz[:, H:]
-                n = torch.tanh(torch.addcmul(gi[:, t, 2 * H:], r, gh[:, 2 * H:]))
-                h = n + z * (h - n)
-                out[:, t] = h
-                gates[:, t, :2 * H] = rz
-                gates[:, t, 2 * H:3 * H] = n
-                gates[:, t, 3 * H:] = gh[:, 2 * H:]
+                gh = torch.addmm(b_hh, h, w_hh_t) if mm == dt else torch.add(b_hh, h.to(mm) @ w_hh_t)
+                g = gates[t]
+                torch.add(gi[t, :, :2 * H], gh[:, :2 * H], out=g[:, :2 * H]).sigmoid_()
+                g[:, 3 * H:].copy_(gh[:, 2 * H:])
+                n = torch.addcmul(gi[t, :, 2 * H:], g[:, :H], gh[:, 2 * H:], out=g[:, 2 * H:3 * H]).tanh_()
+                h = torch.lerp(n, h, g[:, H:2 * H], out=out[t])               # (1 - z) n + z h
         ctx.save_for_backward(pitch, shared, w_ih, w_hh, out, gates)
         ctx.voices, ctx.mm = voices, mm
-        return out
+        return out.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad_out):
         pitch, shared, w_ih, w_hh, out, gates = ctx.saved_tensors
         mm, voices = ctx.mm, ctx.voices
-        BJ, L, H = out.shape
-        device = pitch.device.type
-        with torch.autocast(device, enabled=False):
-            dt = out.dtype
-            grad_out = grad_out.to(dt)
-            w_hh_mm = w_hh.to(mm)
-            d_gi = torch.empty_like(gates[..., :3 * H])                          # d(pre-activations) r, z, n
-            d_ghn = torch.empty_like(out)
-            dh = torch.zeros_like(out[:, 0])
+        L, BJ, H = out.shape
+        dt = out.dtype
+        with torch.autocast(pitch.device.type, enabled=False):
+            grad_out = grad_out.to(dt).transpose(0, 1)                       # [L, BJ, H]
+            w_hh = w_hh.to(mm)
+            d = torch.empty_like(gates)             # d pre-activations: r, z, (W_hn h + b_hn), (W_in x + b_in)
+            dh = torch.zeros_like(out[0])
             for t in range(L - 1, -1, -1):
-                dh = dh + grad_out[:, t]
-                r, z = gates[:, t, :H], gates[:, t, H:2 * H]
-                n, ghn = gates[:, t, 2 * H:3 * H], gates[:, t, 3 * H:]
-                h_prev = out[:, t - 1] if t > 0 else torch.zeros_like(dh)
-                dn = dh * (1 - z) * (1 - n * n)
-                d_gi[:, t, 2 * H:] = dn
-                d_ghn[:, t] = dn * r
-                d_gi[:, t, :H] = dn * ghn * r * (1 - r)
-                d_gi[:, t, H:2 * H] = dh * (h_prev - n) * z * (1 - z)
-                d_gh = torch.cat([d_gi[:, t, :2 * H], d_ghn[:, t]], dim=1)
-                dh = dh * z + (d_gh.to(mm) @ w_hh_mm).to(dt)
-            h_prev = torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], dim=1).reshape(-1, H).to(mm)
-            d_gh_all = torch.cat([d_gi[..., :2 * H], d_ghn], dim=-1).reshape(-1, 3 * H)
-            grad_w_hh = (d_gh_all.to(mm).t() @ h_prev).to(dt)
-            grad_b_hh = d_gh_all.sum(0)
-            d_gi_flat = d_gi.reshape(-1, 3 * H)
-            d_gi_shared = d_gi.view(BJ // voices, voices, L, 3 * H).sum(1).reshape(-1, 3 * H)
+                dh = dh + grad_out[t]
+                r, z, n, ghn = gates[t].split(H, dim=1)
+                h_prev = out[t - 1] if t > 0 else torch.zeros_like(dh)
+                dn = torch.mul(dh * (1 - z), 1 - n * n, out=d[t, :, 3 * H:])
+                torch.mul(dn, r, out=d[t, :, 2 * H:3 * H])
+                torch.mul(dn * ghn, r * (1 - r), out=d[t, :, :H])
+                torch.mul(dh * (h_prev - n), z * (1 - z), out=d[t, :, H:2 * H])
+                dh = torch.addmm(dh * z, d[t, :, :3 * H], w_hh) if mm == dt else \
+                    torch.add(dh * z, d[t, :, :3 * H].to(mm) @ w_hh)
+            h_prev = torch.cat([torch.zeros_like(out[:1]), out[:-1]]).reshape(-1, H)
+            d_gh = d[..., :3 * H].reshape(-1, 3 * H)
+            grad_w_hh = (d_gh.to(mm).t() @ h_prev.to(mm)).to(dt)
+            grad_b_hh = d_gh.sum(0)
+            d_gi = torch.cat([d[..., :2 * H], d[..., 3 * H:]], dim=-1)          # [L, BJ, 3H]
+            d_gi_shared = d_gi.view(L, BJ // voices, voices, 3 * H).sum(2).transpose(0, 1).reshape(-1, 3 * H)
+            d_gi = d_gi.transpose(0, 1).reshape(-1, 3 * H).to(mm)
             grad_b_ih = d_gi_shared.sum(0)
             w_pitch, w_shared = w_ih[:, :H].to(mm), w_ih[:, H:].to(mm)
-            grad_w_ih = torch.cat([(d_gi_flat.to(mm).t() @ pitch.reshape(-1, H).to(mm)).to(dt),
+            grad_w_ih = torch.cat([(d_gi.t() @ pitch.reshape(-1, H).to(mm)).to(dt),
                                    (d_gi_shared.to(mm).t() @ shared.reshape(-1, H).to(mm)).to(dt)], dim=1)
-            grad_pitch = (d_gi_flat.to(mm) @ w_pitch).to(dt).view_as(pitch).to(pitch.dtype)
-            grad_shared = (d_gi_shared.to(mm) @ w_shared).to(dt).view_as(shared).to(shared.dtype)
+            grad_pitch = (d_gi @ w_pitch).view_as(pitch).to(pitch.dtype)
+            grad_shared = (d_gi_shared.to(mm) @ w_shared).view_as(shared).to(shared.dtype)
         return grad_pitch, grad_shared, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, None
 
 
