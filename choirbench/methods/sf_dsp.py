@@ -45,6 +45,9 @@ NOISE_DELAY = 64
 """The zero-phase noise-band filter is delayed by this many samples so that its impulse response
 (a few dozen samples either side of zero) does not wrap around the frame buffer."""
 LOG_EPS = 1e-7
+SYNTH_CHUNK_FRAMES = 2048
+"""Frames synthesised together: voices are processed in chunks of about this many frames so that the
+[frames, bins] temporaries stay small (cache-friendly, and no large transient allocations)."""
 
 
 def exp_sigmoid(x: torch.Tensor, max_value: float = 2.0, exponent: float = 10.0,
@@ -315,12 +318,18 @@ def excitation_spectra(f0: torch.Tensor, n_samples: int, sr: int, n_harmonics: i
     Returns (slope-filtered harmonic spectra, delayed white-noise spectra), both
     [..., L, n_fft // 2 + 1].
     """
-    harm = torch.fft.rfft(harmonic_frames(f0, n_samples, sr, n_harmonics), n=n_fft, dim=-1)
-    harm = harm * slope_response(sr, n_fft, device=f0.device)
+    slope = slope_response(sr, n_fft, device=f0.device)
+    flat = f0.reshape(-1, f0.shape[-1])
+    L = n_frames(n_samples)
+    harm = torch.empty(flat.shape[0], L, n_fft // 2 + 1, dtype=torch.complex64, device=f0.device)
+    step = max(1, SYNTH_CHUNK_FRAMES // L)  # voice by voice chunk: small temporaries
+    for v in range(0, flat.shape[0], step):
+        frames = harmonic_frames(flat[v:v + step], n_samples, sr, n_harmonics)
+        torch.mul(torch.fft.rfft(frames, n=n_fft, dim=-1), slope, out=harm[v:v + step])
     noise = torch.fft.rfft(noise_frames(tuple(f0.shape[:-1]), n_samples, generator, f0.device), n=n_fft, dim=-1)
     bins = torch.arange(n_fft // 2 + 1, device=f0.device, dtype=torch.float64)
     delay = torch.exp(-2j * math.pi * bins * NOISE_DELAY / n_fft).to(torch.complex64)
-    return harm, noise * delay
+    return harm.reshape(*f0.shape[:-1], L, -1), noise.mul_(delay)
 
 
 def band_response(bands: torch.Tensor, n_bins: int) -> torch.Tensor:
@@ -331,11 +340,6 @@ def band_response(bands: torch.Tensor, n_bins: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- synthesis
-
-SYNTH_CHUNK_FRAMES = 2048
-"""Frames synthesised together: voices are processed in chunks of about this many frames so that the
-[frames, bins] temporaries stay small (cache-friendly, and no large transient allocations)."""
-
 
 def _irfft_adjoint_gain(n_fft: int, device, dtype) -> torch.Tensor:
     """Per-bin factor of irfft's adjoint: grad_Y = rfft(grad_x) * c / n, c = 1 at DC and Nyquist, else 2."""
