@@ -38,6 +38,7 @@ PAPER_PARAMS: dict = {
     **TRAIN_DEFAULTS,
     "batch_size": 15, "lr": 1e-4, "weight_decay": 1e-5, "lr_decay": 0.98, "lr_decay_every": 200 * 20,
     "steps": 500_000, "valid_every": 200, "patience": 200, "checkpoint_every": 200,
+    "mmap_threshold_mb": 16,  # lower peak memory on glibc (see training.set_mmap_threshold)
 }
 """The paper's configuration (for ``config/paper.yaml``): 5.6 M parameters, batch 15, 4-s excerpts."""
 

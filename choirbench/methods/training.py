@@ -18,6 +18,7 @@ of validation batches.
 from __future__ import annotations
 
 import csv
+import ctypes
 import logging
 import math
 import time
@@ -42,6 +43,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "patience": 20,           # validations without improvement before stopping
     "checkpoint_every": 100,  # steps between `last.pt` checkpoints
     "grad_clip": 0.0,         # max gradient norm (0 = off)
+    "mmap_threshold_mb": 0,   # glibc: allocations above this size go straight to the OS (0 = glibc's default)
 }
 
 
@@ -57,6 +59,7 @@ class TrainSettings:
     patience: int
     checkpoint_every: int
     grad_clip: float
+    mmap_threshold_mb: int
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainSettings":
@@ -68,6 +71,26 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def set_mmap_threshold(megabytes: int) -> bool:
+    """Make glibc hand allocations above ``megabytes`` straight back to the OS when freed.
+
+    By default glibc raises this threshold as large blocks are freed (up to
+    32 MB), so a training step's big temporaries are recycled inside the heap,
+    where fragmentation can hold hundreds of MB more than is ever live. A fixed
+    threshold (16 MB measured best for the paper-size source-filter step: peak
+    2.0 -> 1.7 GB for +10 % time) trades a little time for a lower peak.
+    Returns False where it does not apply (not glibc, or 0).
+    """
+    if megabytes <= 0:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_MMAP_THRESHOLD = -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, int(megabytes) << 20))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -87,6 +110,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final, last, log_path = out_dir / "model.pt", out_dir / "last.pt", out_dir / "train_log.csv"
+    set_mmap_threshold(settings.mmap_threshold_mb)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, settings.lr_decay_every), gamma=settings.lr_decay)
@@ -134,6 +158,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             opt.step()
             sched.step()
+            del batch  # before the next batch is built: two batches alive at once would raise the peak
             step += 1
             elapsed = time.perf_counter() - started
             writer.writerow([step, "train", f"{loss.item():.6g}", f"{sched.get_last_lr()[0]:.3g}", f"{elapsed:.2f}"])
