@@ -452,22 +452,51 @@ def frames_to_signal(spectra: torch.Tensor, n_samples: int, n_fft: int = N_FFT) 
 
 # ----------------------------------------------------------------------------- loss
 
-def _spectral_distance(mag_t: torch.Tensor, estimate: torch.Tensor, n_fft: int, window: torch.Tensor
-                       ) -> torch.Tensor:
-    """mean |M - M^| + mean |log M - log M^| at one FFT size (Hann, hop n_fft / 4)."""
-    mag_e = torch.stft(estimate, n_fft, hop_length=n_fft // 4, window=window, center=True,
-                       return_complex=True).abs()
-    return (mag_t - mag_e).abs().mean() + (torch.log(mag_t + LOG_EPS) - torch.log(mag_e + LOG_EPS)).abs().mean()
+def _stft(x: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """The loss's STFT: Hann, hop n_fft / 4, centred with reflection padding: [rows, bins, frames]."""
+    return torch.stft(x, n_fft, hop_length=n_fft // 4, window=hann(n_fft, x.device, x.dtype), center=True,
+                      return_complex=True)
+
+
+def _magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """|X| as sqrt(X conj X): about 2.5x faster on CPU than torch's complex abs (hypot)."""
+    return (spec * spec.conj()).real.sqrt()
+
+
+def _stft_adjoint(grad_spec: torch.Tensor, n_fft: int, n_samples: int) -> torch.Tensor:
+    """The adjoint of :func:`_stft` (what autograd's STFT backward computes): [rows, bins, frames] -> [rows, N].
+
+    Per frame, the adjoint of the real FFT is n * irfft(g * c) with c = 1 at DC
+    and Nyquist and 1/2 elsewhere; then the window, overlap-add at hop n/4,
+    and the reflection padding folded back onto the signal.
+    """
+    hop, pad = n_fft // 4, n_fft // 2
+    real = grad_spec.real.dtype
+    c = torch.full((grad_spec.shape[-2], 1), 0.5 * n_fft, device=grad_spec.device, dtype=real)
+    c[0] = c[-1] = n_fft
+    frames = torch.fft.irfft(grad_spec * c, n=n_fft, dim=-2) * hann(n_fft, grad_spec.device, real)[:, None]
+    rows, _, n_frames = frames.shape
+    blocks = max(n_frames + 3, -(-(n_samples + 2 * pad) // hop))  # frames may stop short of the padded end
+    padded = frames.new_zeros(rows, blocks * hop)
+    quarters = frames.reshape(rows, 4, hop, n_frames)
+    for i in range(4):  # overlap-add: quarter i of frame f lands on block f + i
+        padded.view(rows, -1, hop)[:, i:i + n_frames] += quarters[:, i].transpose(1, 2)
+    grad = padded[:, pad:pad + n_samples].clone()
+    grad[:, 1:pad + 1] += padded[:, :pad].flip(-1)                                  # left reflection
+    grad[:, n_samples - pad - 1:n_samples - 1] += padded[:, pad + n_samples:2 * pad + n_samples].flip(-1)
+    return grad
 
 
 class _MultiscaleLoss(torch.autograd.Function):
-    """The multi-scale loss with its gradient computed scale by scale during the forward pass.
+    """The multi-scale loss with its gradient computed in closed form during the forward pass.
 
-    Autograd would keep every scale's complex STFT, magnitude and log-magnitude
-    alive until backward (about 1.3 GB for 60 voices of 4 s). Here each scale's
-    graph is built, differentiated and freed at once, and only the gradient with
-    respect to the estimate (one signal-sized tensor) is kept: same values, same
-    gradient (torch's own STFT backward), a fraction of the memory.
+    Per FFT size, with M = |X| the estimate's magnitudes and K their count,
+    d/dM (|T - M| + |log(T + e) - log(M + e)|) / K = sign(M - T) (1 + 1 / (M + e)) / K
+    (log is monotonic, so both terms share the sign); the gradient w.r.t. X is
+    that times X / M, taken back to the signal by the STFT's adjoint. Only the
+    gradient w.r.t. the estimate (one signal-sized tensor) is kept for
+    backward: autograd would keep every scale's spectra alive (about 1.3 GB
+    for 60 voices of 4 s) and run a slower generic STFT backward.
     """
 
     @staticmethod
@@ -475,18 +504,16 @@ class _MultiscaleLoss(torch.autograd.Function):
         total = estimate.new_zeros((), dtype=torch.float64)
         grad = torch.zeros_like(estimate) if ctx.needs_input_grad[1] else None
         for n_fft in fft_sizes:
-            window = hann(n_fft, estimate.device)
-            mag_t = torch.stft(target, n_fft, hop_length=n_fft // 4, window=window, center=True,
-                               return_complex=True).abs()
-            if grad is None:
-                total += _spectral_distance(mag_t, estimate, n_fft, window).double()
-                continue
-            with torch.enable_grad():
-                leaf = estimate.detach().requires_grad_(True)
-                value = _spectral_distance(mag_t, leaf, n_fft, window)
-                (g,) = torch.autograd.grad(value, leaf)
-            total += value.detach().double()
-            grad += g
+            mag_t = _magnitude(_stft(target, n_fft))
+            spec = _stft(estimate, n_fft)
+            mag_e = _magnitude(spec)
+            diff = mag_e - mag_t
+            log_diff = torch.log(mag_e + LOG_EPS) - torch.log(mag_t + LOG_EPS)
+            total += (diff.abs().mean().double() + log_diff.abs().mean().double())
+            if grad is not None:
+                scale = torch.sign(diff).mul_(1 + 1 / (mag_e + LOG_EPS)).div_(diff.numel())
+                grad_spec = spec * torch.where(mag_e > 0, scale / mag_e, torch.zeros_like(scale))
+                grad += _stft_adjoint(grad_spec, n_fft, estimate.shape[-1])
         ctx.save_for_backward(grad)
         return total.to(estimate.dtype)
 
