@@ -13,6 +13,8 @@ import pandas as pd
 CLAIMS = [
     ("source-filter (unsupervised) beats score-informed NMF", "sf-us-full", "nmf1", "beats", 0.0),
     ("source-filter (unsupervised) beats source-filter NMF", "sf-us-full", "nmf2", "beats", 0.0),
+    ("with NMF2's power-ratio masks, source-filter (unsupervised) beats NMF2", "sf-us-full-wiener", "nmf2",
+     "beats", 0.0),
     ("unsupervised is within 1 dB of supervised", "sf-us-full", "sf-sv-full", "within", 1.0),
     ("source-filter with 3 % of the data is within 1 dB of all data", "sf-us-small", "sf-us-full", "within", 1.0),
     ("masking beats direct synthesis", "sf-us-full", "sf-us-full-synth", "beats", 0.0),

@@ -4,7 +4,8 @@ Unsupervised training compares the mixture with the *sum* of the synthesised
 voices (training and validation alike), so it never needs, nor touches, an
 isolated voice; supervised training compares each synthesised voice with the
 true one. Outputs: ``synthesis`` (the synthesised voices) or ``masking``
-(ratio masks |S_j| / sum_k |S_k| on a 2048/256 STFT applied to the mixture).
+(ratio masks |S_j| / sum_k |S_k| on a 2048/256 STFT applied to the mixture;
+``mask_power`` 2 makes them power ratios).
 Network: :mod:`choirbench.methods.sf_model`; synthesiser and loss:
 :mod:`choirbench.methods.sf_dsp`; training: the shared loop in
 :mod:`choirbench.methods.training`.
@@ -60,6 +61,7 @@ class SourceFilter(Method):
         "encoder_fft": 512, "sample_rate": SAMPLE_RATE,
         "loss_fft_sizes": [2048, 1024, 512, 256, 128, 64],
         "mask_fft": 2048, "mask_hop": 256,
+        "mask_power": 1.0,           # masks |S_j|^p / sum_k |S_k|^p: 1 = the paper's magnitude ratio, 2 = Wiener-like
         "excerpt_s": 2.0,            # training excerpt length (cut from the sampler's excerpts)
         "max_valid_examples": 32,    # validation subset (fixed, first examples) to bound validation time
         **TRAIN_DEFAULTS,
@@ -207,11 +209,11 @@ class SourceFilter(Method):
         mix, voices = self._synthesize(mixture, sr, f0)
         if output == "synthesis":
             return voices.cpu().numpy().astype(np.float32)
-        # masking: M_j = |S_j| / sum_k |S_k| on the mixture's STFT (one batched torch STFT: the fastest here)
+        # masking: M_j = |S_j|^p / sum_k |S_k|^p on the mixture's STFT (one batched torch STFT: the fastest here)
         n_fft, hop = self.params["mask_fft"], self.params["mask_hop"]
         window = sf_dsp.hann(n_fft, mix.device)
         specs = torch.stft(torch.cat([mix[None], voices]), n_fft, hop, window=window, return_complex=True)
-        mags = specs[1:].abs()
+        mags = specs[1:].abs() ** self.params["mask_power"]
         total = mags.sum(0, keepdim=True)
         masks = torch.where(total > 1e-12, mags / total.clamp_min(1e-12), torch.full_like(mags, 1.0 / len(mags)))
         out = torch.istft(masks * specs[:1], n_fft, hop, window=window, length=mix.shape[-1])

@@ -48,6 +48,8 @@ LOG_EPS = 1e-7
 SYNTH_CHUNK_FRAMES = 2048
 """Frames synthesised together: voices are processed in chunks of about this many frames so that the
 [frames, bins] temporaries stay small (cache-friendly, and no large transient allocations)."""
+PRODUCT_CHUNK = 128
+"""Frames per chunk in the LSF products: [chunk, P, bins] stays in cache instead of P passes over memory."""
 
 
 def exp_sigmoid(x: torch.Tensor, max_value: float = 2.0, exponent: float = 10.0,
@@ -82,10 +84,6 @@ def lsf_from_gaps(gaps: torch.Tensor, min_gap: float = 0.0) -> torch.Tensor:
         raise ValueError(f"minimum LSF gap {min_gap} too large for {n} gaps")
     frac = gaps / gaps.sum(dim=-1, keepdim=True)
     return torch.cumsum(min_gap + (math.pi - n * min_gap) * frac, dim=-1)[..., :-1]
-
-
-PRODUCT_CHUNK = 128
-"""Frames per chunk in the LSF products: [chunk, P, bins] stays in cache instead of P passes over memory."""
 
 
 def _lsf_grid(n_fft: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
