@@ -50,6 +50,8 @@ SYNTH_CHUNK_FRAMES = 2048
 [frames, bins] temporaries stay small (cache-friendly, and no large transient allocations)."""
 PRODUCT_CHUNK = 128
 """Frames per chunk in the LSF products: [chunk, P, bins] stays in cache instead of P passes over memory."""
+LOSS_CHUNK_SAMPLES = 256_000
+"""Signal samples per chunk in the loss (e.g. 4 signals of 4 s): bounds the size of its temporaries."""
 
 
 def exp_sigmoid(x: torch.Tensor, max_value: float = 2.0, exponent: float = 10.0,
@@ -501,17 +503,21 @@ class _MultiscaleLoss(torch.autograd.Function):
     def forward(ctx, target: torch.Tensor, estimate: torch.Tensor, fft_sizes: tuple[int, ...]):
         total = estimate.new_zeros((), dtype=torch.float64)
         grad = torch.zeros_like(estimate) if ctx.needs_input_grad[1] else None
+        rows, n_samples = estimate.shape
+        step = max(1, LOSS_CHUNK_SAMPLES // n_samples)  # a few signals at a time: small temporaries
         for n_fft in fft_sizes:
-            mag_t = _magnitude(_stft(target, n_fft))
-            spec = _stft(estimate, n_fft)
-            mag_e = _magnitude(spec)
-            diff = mag_e - mag_t
-            log_diff = torch.log(mag_e + LOG_EPS) - torch.log(mag_t + LOG_EPS)
-            total += (diff.abs().mean().double() + log_diff.abs().mean().double())
-            if grad is not None:
-                scale = torch.sign(diff).mul_(1 + 1 / (mag_e + LOG_EPS)).div_(diff.numel())
-                grad_spec = spec * torch.where(mag_e > 0, scale / mag_e, torch.zeros_like(scale))
-                grad += _stft_adjoint(grad_spec, n_fft, estimate.shape[-1])
+            count = rows * (n_fft // 2 + 1) * (n_samples // (n_fft // 4) + 1)   # magnitudes averaged over
+            for r in range(0, rows, step):
+                spec = _stft(estimate[r:r + step], n_fft)
+                mag_e = _magnitude(spec)
+                mag_t = _magnitude(_stft(target[r:r + step], n_fft))
+                diff = mag_e - mag_t
+                log_diff = torch.log(mag_e + LOG_EPS) - torch.log(mag_t + LOG_EPS)
+                total += (diff.abs().sum().double() + log_diff.abs().sum().double()) / count
+                if grad is not None:
+                    scale = torch.sign(diff).mul_(1 + 1 / (mag_e + LOG_EPS)).div_(count)
+                    grad_spec = spec * torch.where(mag_e > 0, scale / mag_e, torch.zeros_like(scale))
+                    grad[r:r + step] += _stft_adjoint(grad_spec, n_fft, n_samples)
         ctx.save_for_backward(grad)
         return total.to(estimate.dtype)
 
