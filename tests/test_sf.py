@@ -12,7 +12,7 @@ from choirbench import HOP, SAMPLE_RATE
 from choirbench.data_prep.prepared import ExcerptSampler, load_excerpt
 from choirbench.methods import sf_dsp
 from choirbench.methods.sf import SourceFilter
-from choirbench.methods.sf_model import Architecture, SourceFilterNet
+from choirbench.methods.sf_model import MLP, Architecture, SourceFilterNet, _SharedInputGRU
 
 TINY = {"encoder_hidden": 16, "encoder_layers": 2, "embedding": 16, "decoder_hidden": 32, "mlp_layers": 2,
         "n_harmonics": 30, "excerpt_s": 1.0, "batch_size": 4, "lr": 3e-3, "device": "cpu",
@@ -198,6 +198,42 @@ def test_loss_is_zero_for_identical_inputs_and_positive_otherwise():
     x = torch.randn(2, 8000)
     assert sf_dsp.multiscale_spectral_loss(x, x.clone()).item() == 0.0
     assert sf_dsp.multiscale_spectral_loss(x, 0.5 * x).item() > 0.1
+
+
+def test_decoder_gru_equals_torch_gru_on_the_concatenated_input():
+    """_SharedInputGRU projects the shared half of the input once per mixture; values and gradients must
+    equal nn.GRU on [pitch, shared repeated per voice] (float32), and gradcheck passes (float64)."""
+    torch.manual_seed(0)
+    B, J, L, H = 2, 3, 7, 8
+    gru = torch.nn.GRU(2 * H, H, batch_first=True)
+    pitch = torch.randn(B * J, L, H, requires_grad=True)
+    shared = torch.randn(B, L, H, requires_grad=True)
+    weights = (gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
+    probe = torch.randn(B * J, L, H)
+    ours = _SharedInputGRU.apply(pitch, shared, *weights, J).transpose(0, 1)
+    grads_ours = torch.autograd.grad((ours * probe).sum(), (pitch, shared, *weights))
+    repeated = shared[:, None].expand(B, J, L, H).reshape(B * J, L, H)
+    theirs = gru(torch.cat([pitch, repeated], dim=-1))[0]
+    grads_theirs = torch.autograd.grad((theirs * probe).sum(), (pitch, shared, *weights))
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    for a, b in zip(grads_ours, grads_theirs):
+        assert torch.allclose(a, b, atol=1e-5)
+    double = [w.detach().double().requires_grad_(True) for w in (pitch, shared, *weights)]
+    assert torch.autograd.gradcheck(lambda *x: _SharedInputGRU.apply(*x, J), double)
+
+
+def test_fused_mlp_equals_the_plain_layer_stack():
+    """MLP recomputes its norms and activations in backward; the plain Sequential gives the same."""
+    torch.manual_seed(0)
+    mlp = MLP(5, 16, 3)
+    x = torch.randn(4, 6, 5)
+    probe = torch.randn(4, 6, 16)
+    ours = mlp(x)
+    theirs = torch.nn.Sequential.forward(mlp, x)
+    grads = [torch.autograd.grad((y * probe).sum(), list(mlp.parameters())) for y in (ours, theirs)]
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("n_samples", [8000, 8001, 4100])

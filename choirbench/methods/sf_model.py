@@ -151,7 +151,8 @@ class _SharedInputGRU(torch.autograd.Function):
     third of the GRU's arithmetic for J = 4. It is otherwise torch's GRU
     (gate order r, z, n; n = tanh(W_in x + b_in + r (W_hn h + b_hn))), with a
     hand-written backward through time that keeps four gate tensors per step,
-    laid out time-major so that every step works on contiguous memory. The
+    laid out time-major so that every step works on contiguous memory; the
+    output is time-major too, [L, B * J, H]. The
     matrix products run in the autocast dtype when autocast is on; the state
     and the gates stay in float32 (float64 for float64 inputs).
     """
@@ -180,7 +181,7 @@ class _SharedInputGRU(torch.autograd.Function):
                 h = torch.lerp(n, h, g[:, H:2 * H], out=out[t])               # (1 - z) n + z h
         ctx.save_for_backward(pitch, shared, w_ih, w_hh, out, gates)
         ctx.voices, ctx.mm = voices, mm
-        return out.transpose(0, 1)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -189,7 +190,7 @@ class _SharedInputGRU(torch.autograd.Function):
         L, BJ, H = out.shape
         dt = out.dtype
         with torch.autocast(pitch.device.type, enabled=False):
-            grad_out = grad_out.to(dt).transpose(0, 1)                       # [L, BJ, H]
+            grad_out = grad_out.to(dt)
             w_hh = w_hh.to(mm)
             d = torch.empty_like(gates)             # d pre-activations: r, z, (W_hn h + b_hn), (W_in x + b_in)
             dh = torch.zeros_like(out[0])
@@ -245,9 +246,10 @@ class Decoder(nn.Module):
         pitch = self.f0_mlp(scale_f0(f0).reshape(B * J, L, 1))              # [B * J, L, H]
         g = self.gru
         hidden = _SharedInputGRU.apply(pitch, shared, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0,
-                                       g.bias_hh_l0, J)
-        frames = self.frame_head(self.out_mlp(hidden)).float().reshape(B, J, L, -1)
-        bands = self.band_head(hidden[:, -1]).float().reshape(B, J, -1)
+                                       g.bias_hh_l0, J)                    # [L, B * J, H], time-major
+        frames = self.frame_head(self.out_mlp(hidden)).float()               # per frame: layout is free
+        frames = frames.transpose(0, 1).reshape(B, J, L, -1)
+        bands = self.band_head(hidden[-1]).float().reshape(B, J, -1)
         return {"amplitude": sf_dsp.exp_sigmoid(frames[..., 0]),
                 "noise_gain": sf_dsp.exp_sigmoid(frames[..., 1]),
                 "lsf_gaps": sf_dsp.exp_sigmoid(frames[..., 2:]),
