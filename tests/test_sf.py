@@ -342,6 +342,9 @@ def test_separate_shapes_outputs_and_export(tiny_dataset, tmp_path):
         assert np.allclose(masked.sum(0), e.mixture, atol=1e-4)  # masks sum to one
         assert np.array_equal(synth, fresh.separate(e.mixture, SAMPLE_RATE, e.f0, output="synthesis"))
     exported = fresh.export_parameters(e.mixture, SAMPLE_RATE, e.f0)
+    voices, with_voices = fresh.separate_with_parameters(e.mixture, SAMPLE_RATE, e.f0)  # what the harness calls
+    assert np.array_equal(voices, masked)
+    assert all(np.array_equal(exported[k], with_voices[k]) for k in exported)
     L = len(e.mixture) // HOP + 1
     assert exported["envelope_db"].shape == (2, 257, L)
     assert exported["lsf_hz"].shape == (2, L, 20)

@@ -56,6 +56,15 @@ class Method:
                  **kwargs) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def separate_with_parameters(self, mixture: np.ndarray, sr: int, f0: np.ndarray,
+                                 notes: list[np.ndarray] | None = None, **kwargs
+                                 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+        """The voices plus, for methods with interpretable parameters, those parameters (else None).
+
+        The harness calls this, so a model computes its controls once for both.
+        """
+        return self.separate(mixture, sr, f0, notes, **kwargs), None
+
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make a method available under ``cls.name``."""

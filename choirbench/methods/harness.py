@@ -104,17 +104,15 @@ def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoi
     """Separate every excerpt of a list into ``out_dir/{example_id}/{voice}.wav``."""
     method = load_method(entry, checkpoint)
     examples = read_examples(examples_csv)
-    export = getattr(method, "export_parameters", None)
     for row in tqdm(list(examples.itertuples()), desc=f"separate {entry['id']}", disable=None):
         ex = load_example(data_root, row, f0_source=entry["f0_source"], excerpt_s=entry["excerpt_s"])
         extra = {"references": ex.voices} if method.needs_references else {}
-        voices = check_output(method.separate(ex.mixture, ex.sr, ex.f0, ex.notes, **extra),
-                              ex.mixture, len(ex.parts), entry["id"])
+        voices, params = method.separate_with_parameters(ex.mixture, ex.sr, ex.f0, ex.notes, **extra)
+        voices = check_output(voices, ex.mixture, len(ex.parts), entry["id"])
         folder = Path(out_dir) / ex.example_id
         for part, audio in zip(ex.parts, voices):
             write_wav(folder / f"{part}.wav", audio, ex.sr)
-        if export is not None:
-            params = export(ex.mixture, ex.sr, ex.f0)
+        if params is not None:
             np.savez_compressed(folder / "parameters.npz", **params)
 
 

@@ -188,36 +188,46 @@ class SourceFilter(Method):
         return np.asarray(mixture, dtype=np.float32), f0
 
     @torch.no_grad()
-    def _synthesize(self, mixture: np.ndarray, sr: int, f0: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mixture [N], synthesised voices [J, N]) as tensors on the device."""
+    def _infer(self, mixture: np.ndarray, sr: int, f0: np.ndarray
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(mixture [N], controls of the one excerpt, synthesised voices [J, N]) as tensors on the device."""
         model = self._require_model()
         mixture, f0 = self._check_input(mixture, sr, f0)
         gen = torch.Generator(device=self.torch_device).manual_seed(SEPARATION_NOISE_SEED)
         mix, _, f0_t, harm, noise = self.make_batch(mixture[None], None, f0[None], generator=gen,
                                                     with_references=False)
-        return mix[0], model(mix, f0_t, harm, noise, self._autocast())[0]
+        controls = model.controls(mix, f0_t, self._autocast())
+        return mix[0], controls, model.synthesize(controls, harm, noise, mix.shape[-1])[0]
 
     def synthesize(self, mixture: np.ndarray, sr: int, f0: np.ndarray) -> np.ndarray:
         """The synthesised voices [J, N] (output mode ``synthesis``)."""
-        return self._synthesize(mixture, sr, f0)[1].cpu().numpy()
+        return self._infer(mixture, sr, f0)[2].cpu().numpy()
 
-    @torch.no_grad()
     def separate(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs) -> np.ndarray:
+        return self.separate_with_parameters(mixture, sr, f0, notes, output=output)[0]
+
+    def separate_with_parameters(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs
+                                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The separated voices and :meth:`export_parameters`' arrays, from one pass of the network."""
         output = output or self.params["output"]
         if output not in OUTPUTS:
             raise ChoirbenchError(f"sf output must be one of {OUTPUTS}, got {output!r}")
-        mix, voices = self._synthesize(mixture, sr, f0)
+        mix, controls, voices = self._infer(mixture, sr, f0)
+        params = self._parameters(controls, sr)
         if output == "synthesis":
-            return voices.cpu().numpy().astype(np.float32)
-        # masking: M_j = |S_j|^p / sum_k |S_k|^p on the mixture's STFT (one batched torch STFT: the fastest here)
+            return voices.cpu().numpy().astype(np.float32), params
+        return self._mask(mix, voices).cpu().numpy().astype(np.float32), params
+
+    @torch.no_grad()
+    def _mask(self, mix: torch.Tensor, voices: torch.Tensor) -> torch.Tensor:
+        """M_j = |S_j|^p / sum_k |S_k|^p applied to the mixture's STFT (one batched torch STFT: the fastest here)."""
         n_fft, hop = self.params["mask_fft"], self.params["mask_hop"]
         window = sf_dsp.hann(n_fft, mix.device)
         specs = torch.stft(torch.cat([mix[None], voices]), n_fft, hop, window=window, return_complex=True)
         mags = specs[1:].abs() ** self.params["mask_power"]
         total = mags.sum(0, keepdim=True)
         masks = torch.where(total > 1e-12, mags / total.clamp_min(1e-12), torch.full_like(mags, 1.0 / len(mags)))
-        out = torch.istft(masks * specs[:1], n_fft, hop, window=window, length=mix.shape[-1])
-        return out.cpu().numpy().astype(np.float32)
+        return torch.istft(masks * specs[:1], n_fft, hop, window=window, length=mix.shape[-1])
 
     @torch.no_grad()
     def export_parameters(self, mixture, sr, f0) -> dict[str, np.ndarray]:
@@ -230,7 +240,12 @@ class SourceFilter(Method):
         model = self._require_model()
         mixture, f0 = self._check_input(mixture, sr, f0)
         mix = torch.as_tensor(mixture[None], device=self.torch_device)
-        c = model.controls(mix, torch.as_tensor(f0[None], device=self.torch_device), self._autocast())
+        controls = model.controls(mix, torch.as_tensor(f0[None], device=self.torch_device), self._autocast())
+        return self._parameters(controls, sr)
+
+    @staticmethod
+    def _parameters(c: dict[str, torch.Tensor], sr: int) -> dict[str, np.ndarray]:
+        """The arrays of :meth:`export_parameters` from one excerpt's controls."""
         env = sf_dsp.envelope_db(c["lsf"][0], 512)                              # [J, L, 257]
         L = c["f0"].shape[-1]
         return {

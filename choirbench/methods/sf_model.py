@@ -285,6 +285,12 @@ class SourceFilterNet(nn.Module):
     def forward(self, mixture: torch.Tensor, f0: torch.Tensor, harm: torch.Tensor, noise: torch.Tensor,
                 autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
         """The synthesised voices [B, J, N]; see :func:`sf_dsp.voice_signals`."""
-        c = self.controls(mixture, f0, autocast_dtype)
+        return self.synthesize(self.controls(mixture, f0, autocast_dtype), harm, noise, mixture.shape[-1])
+
+    @staticmethod
+    def synthesize(controls: dict[str, torch.Tensor], harm: torch.Tensor, noise: torch.Tensor,
+                   n_samples: int) -> torch.Tensor:
+        """The voices [B, J, N] from the controls and the excitation spectra of :func:`sf_dsp.excitation_spectra`."""
+        c = controls
         band = sf_dsp.band_response(c["noise_bands"], harm.shape[-1])
-        return sf_dsp.voice_signals(c["lsf"], c["amplitude"], c["noise_gain"], band, harm, noise, mixture.shape[-1])
+        return sf_dsp.voice_signals(c["lsf"], c["amplitude"], c["noise_gain"], band, harm, noise, n_samples)
