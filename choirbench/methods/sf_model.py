@@ -170,11 +170,12 @@ class _SharedInputGRU(torch.autograd.Function):
                 ((shared.to(mm) @ w_ih[:, H:].to(mm).t()).to(dt) + b_ih).transpose(0, 1)[:, :, None])
             w_hh_t, b_hh = w_hh.to(mm).t().contiguous(), b_hh.to(dt)
             out = gi.new_empty(L, BJ, H)
-            gates = gi.new_empty(L, BJ, 4 * H)                               # r, z, n, W_hn h + b_hn
+            keep = any(ctx.needs_input_grad)            # inference reuses one step's gate buffer
+            gates = gi.new_empty(L if keep else 1, BJ, 4 * H)                # r, z, n, W_hn h + b_hn
             h = gi.new_zeros(BJ, H)
             for t in range(L):
                 gh = torch.addmm(b_hh, h, w_hh_t) if mm == dt else torch.add(b_hh, h.to(mm) @ w_hh_t)
-                g = gates[t]
+                g = gates[t if keep else 0]
                 torch.add(gi[t, :, :2 * H], gh[:, :2 * H], out=g[:, :2 * H]).sigmoid_()
                 g[:, 3 * H:].copy_(gh[:, 2 * H:])
                 n = torch.addcmul(gi[t, :, 2 * H:], g[:, :H], gh[:, 2 * H:], out=g[:, 2 * H:3 * H]).tanh_()
