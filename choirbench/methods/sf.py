@@ -204,19 +204,23 @@ class SourceFilter(Method):
         return self._infer(mixture, sr, f0)[2].cpu().numpy()
 
     def separate(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs) -> np.ndarray:
-        return self.separate_with_parameters(mixture, sr, f0, notes, output=output)[0]
+        return self._separate(mixture, sr, f0, output)[0]
 
     def separate_with_parameters(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs
                                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The separated voices and :meth:`export_parameters`' arrays, from one pass of the network."""
+        voices, controls = self._separate(mixture, sr, f0, output)
+        return voices, self._parameters(controls, sr)
+
+    def _separate(self, mixture, sr, f0, output: str | None) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        """(voices [J, N] in the output mode asked for, the controls they came from)."""
         output = output or self.params["output"]
         if output not in OUTPUTS:
             raise ChoirbenchError(f"sf output must be one of {OUTPUTS}, got {output!r}")
         mix, controls, voices = self._infer(mixture, sr, f0)
-        params = self._parameters(controls, sr)
-        if output == "synthesis":
-            return voices.cpu().numpy().astype(np.float32), params
-        return self._mask(mix, voices).cpu().numpy().astype(np.float32), params
+        if output == "masking":
+            voices = self._mask(mix, voices)
+        return voices.cpu().numpy().astype(np.float32), controls
 
     @torch.no_grad()
     def _mask(self, mix: torch.Tensor, voices: torch.Tensor) -> torch.Tensor:
