@@ -80,7 +80,7 @@ def set_mmap_threshold(megabytes: int) -> bool:
     32 MB), so a training step's big temporaries are recycled inside the heap,
     where fragmentation can hold hundreds of MB more than is ever live. A fixed
     threshold (16 MB measured best for the paper-size source-filter step: peak
-    2.0 -> 1.7 GB for +10 % time) trades a little time for a lower peak.
+    about 2.1 -> 1.7 GB for 10-20 % more time) trades a little time for a lower peak.
     Returns False where it does not apply (not glibc, or 0).
     """
     if megabytes <= 0:
