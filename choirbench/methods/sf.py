@@ -199,10 +199,6 @@ class SourceFilter(Method):
         controls = model.controls(mix, f0_t, self._autocast())
         return mix[0], controls, model.synthesize(controls, harm, noise, mix.shape[-1])[0]
 
-    def synthesize(self, mixture: np.ndarray, sr: int, f0: np.ndarray) -> np.ndarray:
-        """The synthesised voices [J, N] (output mode ``synthesis``)."""
-        return self._infer(mixture, sr, f0)[2].cpu().numpy()
-
     def separate(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs) -> np.ndarray:
         return self._separate(mixture, sr, f0, output)[0]
 
