@@ -8,7 +8,7 @@ import pytest
 import scipy.signal
 import torch
 
-from choirbench import HOP, SAMPLE_RATE
+from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.prepared import ExcerptSampler, load_excerpt
 from choirbench.methods import sf_dsp
 from choirbench.methods.sf import SourceFilter
@@ -353,3 +353,11 @@ def test_separate_shapes_outputs_and_export(tiny_dataset, tmp_path):
     from choirbench.evaluation.interpret import plot_parameters
     out = plot_parameters(tmp_path / "params.npz", e.voices[1], SAMPLE_RATE, tmp_path / "fig.png", voice=1)
     assert out.is_file() and out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("bad", [{"output": "both"}, {"precision": "fp16"}, {"filter_order": 19},
+                                 {"mask_power": 0}, {"mask_power": -1.0}])
+def test_bad_knobs_are_refused_with_the_key_named(bad):
+    key = next(iter(bad))
+    with pytest.raises(ChoirbenchError, match=key):
+        SourceFilter(bad)

@@ -82,6 +82,8 @@ class SourceFilter(Method):
                                   f"got {p['precision']!r}")
         if p["filter_order"] % 2:
             raise ChoirbenchError(f"methods.sf.params.filter_order must be even, got {p['filter_order']}")
+        if not p["mask_power"] > 0:
+            raise ChoirbenchError(f"methods.sf.params.mask_power must be positive, got {p['mask_power']}")
         self.torch_device = resolve_device(device or p["device"])
         self.model: SourceFilterNet | None = None
 
