@@ -428,21 +428,28 @@ def voice_signals(lsf: torch.Tensor, amplitude: torch.Tensor, noise_gain: torch.
     return _VoiceSignals.apply(lsf, amplitude, noise_gain, band, harm, noise, n_samples)
 
 
+def overlap_add_span(frames: torch.Tensor, hop: int, min_length: int = 0) -> torch.Tensor:
+    """Overlap-add frames [..., L, n] (n a multiple of ``hop``), frame l starting at sample l * hop.
+
+    Returns the whole span, [..., (L + n / hop - 1) * hop] samples, zero-padded
+    to at least ``min_length``.
+    """
+    *lead, L, n = frames.shape
+    parts = n // hop
+    blocks = max(L + parts - 1, -(-min_length // hop))
+    out = frames.new_zeros(*lead, blocks, hop)
+    chunks = frames.reshape(*lead, L, parts, hop)
+    for i in range(parts):  # part i of frame l lands on block l + i
+        out[..., i:i + L, :] += chunks[..., i, :]
+    return out.reshape(*lead, blocks * hop)
+
+
 def overlap_add(frames: torch.Tensor, n_samples: int) -> torch.Tensor:
-    """Overlap-add time frames [..., L, n] (n a multiple of HOP) at hop 256; cut to the signal span.
+    """Overlap-add synthesis frames [..., L, n] (n a multiple of HOP) at hop 256; cut to the signal span.
 
     Frame l's first sample sits at sample l * 256 - 256 of the signal.
     """
-    *lead, L, n = frames.shape
-    parts = n // HOP
-    chunks = frames.reshape(*lead, L, parts, HOP)
-    total = L + parts - 1
-    out = frames.new_zeros(*lead, total, HOP)
-    for i in range(parts):
-        out = out + F.pad(chunks[..., i, :].transpose(-1, -2), (i, parts - 1 - i)).transpose(-1, -2)
-    out = out.reshape(*lead, total * HOP)
-    start = WIN // 2
-    return out[..., start:start + n_samples]
+    return overlap_add_span(frames, HOP)[..., WIN // 2:WIN // 2 + n_samples]
 
 
 def frames_to_signal(spectra: torch.Tensor, n_samples: int, n_fft: int = N_FFT) -> torch.Tensor:
@@ -474,13 +481,8 @@ def _stft_adjoint(grad_spec: torch.Tensor, n_fft: int, n_samples: int) -> torch.
     real = grad_spec.real.dtype
     c = torch.full((grad_spec.shape[-2], 1), 0.5 * n_fft, device=grad_spec.device, dtype=real)
     c[0] = c[-1] = n_fft
-    frames = torch.fft.irfft(grad_spec * c, n=n_fft, dim=-2) * hann(n_fft, grad_spec.device, real)[:, None]
-    rows, _, n_frames = frames.shape
-    blocks = max(n_frames + 3, -(-(n_samples + 2 * pad) // hop))  # frames may stop short of the padded end
-    padded = frames.new_zeros(rows, blocks * hop)
-    quarters = frames.reshape(rows, 4, hop, n_frames)
-    for i in range(4):  # overlap-add: quarter i of frame f lands on block f + i
-        padded.view(rows, -1, hop)[:, i:i + n_frames] += quarters[:, i].transpose(1, 2)
+    frames = torch.fft.irfft((grad_spec * c).transpose(1, 2), n=n_fft) * hann(n_fft, grad_spec.device, real)
+    padded = overlap_add_span(frames, hop, n_samples + 2 * pad)  # frames may stop short of the padded end
     grad = padded[:, pad:pad + n_samples].clone()
     grad[:, 1:pad + 1] += padded[:, :pad].flip(-1)                                  # left reflection
     grad[:, n_samples - pad - 1:n_samples - 1] += padded[:, pad + n_samples:2 * pad + n_samples].flip(-1)
