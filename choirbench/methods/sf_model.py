@@ -205,10 +205,10 @@ class _SharedInputGRU(torch.autograd.Function):
                 torch.mul(dh * (h_prev - n), z * (1 - z), out=d[t, :, H:2 * H])
                 dh = torch.addmm(dh * z, d[t, :, :3 * H], w_hh) if mm == dt else \
                     torch.add(dh * z, d[t, :, :3 * H].to(mm) @ w_hh)
-            h_prev = torch.cat([torch.zeros_like(out[:1]), out[:-1]]).reshape(-1, H)
-            d_gh = d[..., :3 * H].reshape(-1, 3 * H)
-            grad_w_hh = (d_gh.to(mm).t() @ h_prev.to(mm)).to(dt)
-            grad_b_hh = d_gh.sum(0)
+            d_gh = d[..., :3 * H]
+            # step t multiplies W_hh by h_{t-1}; at t = 0 that is the zero initial state
+            grad_w_hh = (d_gh[1:].reshape(-1, 3 * H).to(mm).t() @ out[:-1].reshape(-1, H).to(mm)).to(dt)
+            grad_b_hh = d_gh.reshape(-1, 3 * H).sum(0)
             d_gi = torch.cat([d[..., :2 * H], d[..., 3 * H:]], dim=-1)          # [L, BJ, 3H]
             d_gi_shared = d_gi.view(L, BJ // voices, voices, 3 * H).sum(2).transpose(0, 1).reshape(-1, 3 * H)
             d_gi = d_gi.transpose(0, 1).reshape(-1, 3 * H).to(mm)
