@@ -58,6 +58,31 @@ def test_combined_dataset_links_songs_and_maps_splits(tmp_path):
     assert (results / "ab" / "audio" / "a__s1" / "S1.wav").is_file()
 
 
+def test_combined_dataset_never_trains_on_a_tested_piece(tmp_path):
+    """Dagstuhl's Locus Iste takes are the piece of CSD's Locus Iste test excerpts."""
+    from choirbench.data_prep.release import write_pieces
+
+    results = tmp_path / "results" / "data"
+    make_tiny_dataset(results / "dagstuhl", songs={"LI_QuartetA_Take04": "train", "TP_QuartetA_Take01": "train",
+                                                   "LI_QuartetB_Take04": "valid"}, seconds=5.0, singers=1)
+    write_pieces(results / "dagstuhl", {"LI_QuartetA_Take04": "locus_iste", "TP_QuartetA_Take01": "tebe_poem",
+                                        "LI_QuartetB_Take04": "locus_iste"})
+    make_tiny_dataset(results / "csd", songs={"Locus_Iste": "test"}, seconds=5.0, singers=1, seed=1)
+    write_pieces(results / "csd", {"Locus_Iste": "locus_iste"})
+    sources = [{"dataset": "dagstuhl", "splits": {"train": "train", "valid": "valid"}},
+               {"dataset": "csd", "splits": {"test": "test"}}]
+    prepare("combine", {"results": str(results), "sources": sources}, results / "paper")
+    manifest = pd.read_csv(results / "paper" / "manifest.csv")
+    assert sorted(manifest["song"].unique()) == ["csd__Locus_Iste", "dagstuhl__TP_QuartetA_Take01"]
+    excluded = pd.read_csv(results / "paper" / "excluded.csv")
+    assert excluded.to_dict("records") == [
+        {"song": "dagstuhl__LI_QuartetA_Take04", "split": "train", "piece": "locus_iste"},
+        {"song": "dagstuhl__LI_QuartetB_Take04", "split": "valid", "piece": "locus_iste"}]
+    prepare("combine", {"results": str(results), "sources": sources, "allow_piece_overlap": True},
+            results / "paper_overlap")
+    assert pd.read_csv(results / "paper_overlap" / "manifest.csv")["song"].nunique() == 4
+
+
 def test_bach10_config_runs_to_tables_and_figures(tmp_path, shared_data):
     work = workdir(tmp_path)
     config = yaml.safe_load((work / "config" / "bach10.yaml").read_text())

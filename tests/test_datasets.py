@@ -109,7 +109,7 @@ def test_notes_to_f0():
 
 @pytest.mark.parametrize("kind, words", [("csd", ["Zenodo record 1286570", "CSD_ER_soprano_1.wav"]),
                                          ("cantoria", ["Zenodo record 5851070"]),
-                                         ("dagstuhl", ["Zenodo record 3897181"]),
+                                         ("dagstuhl", ["Zenodo record 4618287", "V1.2.3"]),
                                          ("bach10", ["Bach10", "download: true"]),
                                          ("bcbq", ["commercial", "BC/audio_16kHz"])])
 def test_missing_dataset_says_what_to_download_and_where(tmp_path, kind, words):
@@ -185,6 +185,33 @@ def test_csd_copied_f0_is_reestimated(csd_release, tmp_path, caplog):
     assert list(read_manifest(tmp_path)["song"].unique()) == ["Nino_Dios"]
 
 
+def test_csd_authors_layout_with_crepe_arrays_and_float64_wavs(tmp_path):
+    """<Song>/audio_16kHz/<song>_<Voice>_<id>.wav, as the paper's authors kept CSD (schufo/umss)."""
+    sr = 16000
+    names = {"S": "nino_Soprano_405", "A": "nino_ContraAlt_2-07", "T": "nino_tenor_3-01", "B": "nino_Bajos_1-02"}
+    song = tmp_path / "release" / "Nino_Dios"
+    for part, stem in names.items():
+        audio, f0 = tone(PART_HZ[part], 1.0, sr)
+        path = song / "audio_16kHz" / f"{stem}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, audio.astype(np.float64), sr, subtype="DOUBLE")
+        times, values = frame_f0(f0, sr, HOP / sr)
+        (song / "crepe_f0_center").mkdir(exist_ok=True)
+        np.save(song / "crepe_f0_center" / f"{stem}_frequency.npy", np.full(len(times), PART_HZ[part]))
+        np.save(song / "crepe_f0_center" / f"{stem}_confidence.npy", np.where(values > 0, 0.9, 0.2))
+    out = tmp_path / "out"
+    prepare("csd", {"root": str(tmp_path / "release")}, out)
+    manifest = check_prepared(out)
+    assert sorted(manifest["part"] + manifest["singer"]) == ["A2", "B1", "S4", "T3"]
+    assert dict(pd.read_csv(out / "pieces.csv").values) == {"Nino_Dios": "nino_dios"}
+    f0 = read_f0(out / "f0" / "Nino_Dios" / "S4.csv")
+    t = np.arange(len(f0)) * HOP / SAMPLE_RATE
+    assert np.all(f0[(t > 0.15) & (t < 0.85)] == pytest.approx(PART_HZ["S"])) and f0[0] == 0
+    audio, _ = read_wav(out / "audio" / "Nino_Dios" / "B1.wav")
+    reference, _ = tone(PART_HZ["B"], 1.0, sr)
+    np.testing.assert_allclose(audio, reference, atol=1e-6)  # 64-bit float read as it is
+
+
 def test_csd_paper_test_singers_give_the_paper_excerpt_count(tmp_path):
     singers = csd.paper_test_singers()
     assert singers == {"El_Rossinyol": "2", "Locus_Iste": "3", "Nino_Dios": "4"}
@@ -203,7 +230,7 @@ def test_csd_paper_test_singers_give_the_paper_excerpt_count(tmp_path):
 def test_cantoria_converts_with_both_annotations(tmp_path):
     base = tmp_path / "release" / "CantoriaDataset_v1.0.0"
     sr = 44100
-    for code in ("EJB1", "THM"):
+    for code in ("EJB1", "EJB2", "THM"):
         mix = 0
         for part in PARTS:
             audio, f0 = tone(PART_HZ[part], 1.2, sr)
@@ -219,8 +246,10 @@ def test_cantoria_converts_with_both_annotations(tmp_path):
     out = tmp_path / "pyin"
     prepare("cantoria", {"root": str(tmp_path / "release")}, out)
     manifest = check_prepared(out)
-    assert sorted(manifest["song"].unique()) == ["EJB1", "THM"] and set(manifest["singer"]) == {"1"}
-    assert dict(manifest.drop_duplicates("song")[["song", "split"]].values) == {"EJB1": "train", "THM": "valid"}
+    assert sorted(manifest["song"].unique()) == ["EJB1", "EJB2", "THM"] and set(manifest["singer"]) == {"1"}
+    assert dict(manifest.drop_duplicates("song")[["song", "split"]].values) == {
+        "EJB1": "train", "EJB2": "train", "THM": "valid"}
+    assert dict(pd.read_csv(out / "pieces.csv").values) == {"EJB1": "ejb", "EJB2": "ejb", "THM": "thm"}
     f0 = read_f0(out / "f0" / "EJB1" / "A1.csv")
     t = np.arange(len(f0)) * HOP / SAMPLE_RATE
     assert np.all(f0[(t > 0.15) & (t < 1.05)] > 0) and np.all(f0[t < 0.05] == 0)
@@ -229,6 +258,16 @@ def test_cantoria_converts_with_both_annotations(tmp_path):
     f0 = read_f0(out2 / "f0" / "THM" / "A1.csv")
     t = np.arange(len(f0)) * HOP / SAMPLE_RATE
     assert np.all(f0[t < 0.55] > 0) and np.all(f0[(t > 0.65) & (t < 1.1)] == 0)
+
+
+def test_cantoria_splits_by_piece_never_by_code():
+    from choirbench.data_prep.cantoria import DEFAULTS, piece_splits
+
+    codes = ["EJB1", "EJB2", "LJT1", "LJT2", "THM"]
+    splits = piece_splits(codes, {**DEFAULTS, "valid_songs": ["EJB1"], "test_songs": ["LJT"]})
+    assert splits == {"EJB1": "valid", "EJB2": "valid", "LJT1": "test", "LJT2": "test", "THM": "train"}
+    with pytest.raises(ChoirbenchError, match=r"EJB1, EJB2 are one piece \(EJB\).*\['test', 'valid'\]"):
+        piece_splits(codes, {**DEFAULTS, "valid_songs": ["EJB1"], "test_songs": ["EJB2"]})
 
 
 # ----------------------------------------------------------------------------- Dagstuhl
@@ -256,10 +295,15 @@ def test_dagstuhl_fixture_mics_singers_and_fallbacks(tmp_path):
     write_wav(audio_dir / f"{take}_Stereo_STM.wav", np.zeros(1000, np.float32), sr)  # room mic: ignored
     write_wav(audio_dir / "DCS_LI_Basses_Take01_B1_DYN.wav", np.zeros(1000, np.float32), sr)  # not a setting
     out = tmp_path / "out"
-    prepare("dagstuhl", {"root": str(tmp_path)}, out)
+    prepare("dagstuhl", {"root": str(tmp_path), "require_all_parts": False}, out)
+    manifest = check_prepared(out)
+    assert sorted(manifest["part"] + manifest["singer"]) == ["A2", "B4", "S1", "S3"]  # T1 has a larynx mic only
+    out = tmp_path / "out_lrx"
+    prepare("dagstuhl", {"root": str(tmp_path), "mics": ["DYN", "HSM", "LRX"]}, out)
     manifest = check_prepared(out)
     assert list(manifest["song"].unique()) == ["TP_FullChoir_Take02"]
     assert sorted(manifest["part"] + manifest["singer"]) == ["A2", "B4", "S1", "S3", "T1"]
+    assert pd.read_csv(out / "pieces.csv").to_dict("records") == [{"song": "TP_FullChoir_Take02", "piece": "tebe_poem"}]
     assert set(manifest["split"]) == {"train"}
     audio, _ = read_wav(out / manifest["audio"].iloc[0])
     assert len(audio) == int(np.ceil(int(1.5 * sr) * 16000 / 22050))
@@ -415,3 +459,14 @@ def test_make_f0_score_and_pyin_cache(bach10_prepared, tmp_path):
     with pytest.raises(ChoirbenchError, match="aligned notes"):
         make_f0(small, "score")
     assert midi_to_hz(69) == 440.0
+
+
+def test_bach10_stale_url_names_the_fallback(tmp_path):
+    params = dict(bach10.DEFAULTS, download=True, resources=str(tmp_path),
+                  url=(tmp_path / "gone" / "Bach10.zip").as_uri())
+    with pytest.raises(ChoirbenchError) as err:
+        prepare("bach10", params, tmp_path / "out")
+    message = str(err.value)
+    assert "datasets.bach10.url" in message and "may be stale" in message
+    assert f"{tmp_path / 'bach10'}/" in message and "datasets.bach10.root" in message
+    assert "\n" not in message

@@ -60,7 +60,15 @@ HOW_TO = ("Download Bach10 v1.1 (http://www.ece.rochester.edu/projects/air/datas
 
 def _fetch(params: dict):
     def fetch(dest: Path) -> None:
-        fetch_url(params["url"], dest, params["archive_sha256"] or None)
+        try:
+            fetch_url(params["url"], dest, params["archive_sha256"] or None)
+        except ChoirbenchError as err:
+            # The AIR lab's pages have moved more than once; the archive's address is not under our control.
+            raise ChoirbenchError(
+                f"{err}. The Bach10 archive address (datasets.bach10.url) may be stale: set datasets.bach10.url "
+                f"to a current copy of Bach10_v1.1.zip, or unpack any copy into {dest}/ or point "
+                "datasets.bach10.root at it; the audio is checked against checksums/bach10.sha256 either way"
+            ) from None
     return fetch
 
 

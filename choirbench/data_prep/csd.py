@@ -11,6 +11,21 @@ Songs: ER = El Rossinyol (134 s), LI = Locus Iste (190 s), ND = Nino Dios
 default: the paper tests on CSD (see :func:`paper_test_singers`). Stems of a
 song are zero-padded to the longest one.
 
+The layout the paper's authors worked with (schufo/umss) is read as well::
+
+    <Song>/audio_16kHz/<song>_<Voice>_<id>.wav           e.g. nino_Soprano_405.wav, rossinyol_Tenor2-09.wav,
+                                                         locus_Bajos_3-02.wav (16 kHz; any bit depth, float64 too)
+    <Song>/crepe_f0_center/<stem>_frequency.npy          CREPE F0 on the 16-ms grid (frame k at k * 16 ms)
+    <Song>/crepe_f0_center/<stem>_confidence.npy         voiced where the confidence reaches ``crepe_confidence``
+                                                         (0.4, the authors' threshold)
+
+Voice names Soprano, ContraAlt/Alto, Tenor/tenor, Bajos/Bass; the singer number
+is the leading digit of the id (``405`` -> 4, ``2-09`` -> 2, ``3-02`` -> 3).
+Stems without CREPE files get librosa.pyin (warning).
+
+Every CSD song is its own piece (``pieces.csv``: ``locus_iste`` is also sung in
+the Dagstuhl ChoirSet, so a combined dataset never trains on it when testing on CSD).
+
 The F0 file of Nino Dios tenor 3 is a copy of tenor 2's. Copies are detected
 generally (within a song and part, see :func:`choirbench.data_prep.f0.replace_duplicate_f0`)
 and re-estimated with pYIN, with a warning.
@@ -21,9 +36,11 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
+
 from choirbench import ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
-from choirbench.data_prep.f0 import read_f0_table
+from choirbench.data_prep.f0 import pyin_f0, read_f0_table
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
 
 log = logging.getLogger(__name__)
@@ -31,6 +48,11 @@ log = logging.getLogger(__name__)
 SONGS = {"ER": "El_Rossinyol", "LI": "Locus_Iste", "ND": "Nino_Dios"}
 PART_NAMES = {"soprano": "S", "alto": "A", "tenor": "T", "bass": "B"}
 FILE_RE = re.compile(r"^CSD_(ER|LI|ND)_(soprano|alto|tenor|bass)_(\d+)\.wav$")
+# the authors' layout: <song>_<Voice><id>.wav with an optional "_" before the id
+AUTHORS_FILE_RE = re.compile(r"^([a-z]+)_(soprano|contraalt|alto|tenor|bajos|bass)_?(\d)[\d-]*\.wav$", re.IGNORECASE)
+AUTHORS_SONGS = {"rossinyol": "El_Rossinyol", "locus": "Locus_Iste", "nino": "Nino_Dios"}
+AUTHORS_PARTS = {"soprano": "S", "contraalt": "A", "alto": "A", "tenor": "T", "bajos": "B", "bass": "B"}
+PIECES = {"El_Rossinyol": "el_rossinyol", "Locus_Iste": "locus_iste", "Nino_Dios": "nino_dios"}
 
 DEFAULTS = {
     "root": "",                 # a local copy of the release (folder holding the CSD_*.wav files, at any depth)
@@ -39,6 +61,7 @@ DEFAULTS = {
     "zenodo_record": "1286570",
     "zenodo_api": "https://zenodo.org/api",
     "songs": [],                # ER, LI, ND (or El_Rossinyol, ...); empty = all three
+    "crepe_confidence": 0.4,    # the authors' layout: CREPE frames below this confidence are unvoiced
     "split": "test",            # split of every song not named below (the paper tests on CSD)
     "train_songs": [],
     "valid_songs": [],
@@ -64,7 +87,7 @@ def paper_test_singers() -> dict[str, str]:
 
 
 def find_files(root: Path) -> dict[str, dict[tuple[str, str], Path]]:
-    """song -> {(part, singer): wav path} for every CSD stem under ``root``."""
+    """song -> {(part, singer): wav path} for every CSD stem under ``root`` (either layout)."""
     found: dict[str, dict[tuple[str, str], Path]] = {}
     for path in sorted(Path(root).rglob("CSD_*.wav")):
         match = FILE_RE.match(path.name)
@@ -72,13 +95,53 @@ def find_files(root: Path) -> dict[str, dict[tuple[str, str], Path]]:
             continue
         code, part_name, singer = match.groups()
         found.setdefault(SONGS[code], {})[PART_NAMES[part_name], str(int(singer))] = path
+    for path in sorted(Path(root).rglob("audio_16kHz/*.wav")):
+        match = AUTHORS_FILE_RE.match(path.name)
+        if not match or match.group(1).lower() not in AUTHORS_SONGS:
+            continue
+        song = AUTHORS_SONGS[match.group(1).lower()]
+        key = (AUTHORS_PARTS[match.group(2).lower()], match.group(3))
+        stems = found.setdefault(song, {})
+        if key in stems and stems[key] != path:
+            raise ChoirbenchError(f"{path}: a second file for {song} {key[0]}{key[1]} (first: {stems[key]}); "
+                                  "remove one copy")
+        stems[key] = path
     if not found:
-        raise ChoirbenchError(f"{root}: no CSD_<song>_<part>_<n>.wav files found. {HOW_TO}")
+        raise ChoirbenchError(f"{root}: no CSD_<song>_<part>_<n>.wav (or <Song>/audio_16kHz/<song>_<Voice>_<id>.wav) "
+                              f"files found. {HOW_TO}")
     return found
 
 
+def read_annotation(wav: Path, params: dict, audio: np.ndarray, part: str):
+    """F0 of one stem: the release's ``.f0`` next to it, else the authors' CREPE arrays, else pYIN.
+
+    Returns (times_s, f0_hz) or a track already on the hop grid.
+    """
+    f0_path = wav.with_suffix(".f0")
+    if f0_path.is_file():
+        times, hz, _ = read_f0_table(f0_path)
+        return times, hz
+    crepe = wav.parent.parent / "crepe_f0_center"
+    frequency, confidence = crepe / f"{wav.stem}_frequency.npy", crepe / f"{wav.stem}_confidence.npy"
+    if frequency.is_file() and confidence.is_file():
+        try:
+            hz = np.load(frequency, allow_pickle=False).astype(np.float64).ravel()
+            conf = np.load(confidence, allow_pickle=False).astype(np.float64).ravel()
+        except (OSError, ValueError) as err:
+            raise ChoirbenchError(f"{frequency}: unreadable CREPE array ({err})") from None
+        if len(hz) != len(conf):
+            raise ChoirbenchError(f"{confidence}: {len(conf)} frames, but {frequency.name} has {len(hz)}")
+        if not np.all(np.isfinite(hz)):
+            raise ChoirbenchError(f"{frequency}: contains NaN or Inf")
+        return np.where(conf >= float(params["crepe_confidence"]), hz, 0.0)  # CREPE's 16-ms grid is ours
+    if FILE_RE.match(wav.name):
+        raise ChoirbenchError(f"{f0_path}: F0 annotation of {wav.name} is missing from the release")
+    log.warning("csd: %s has no F0 annotation (no %s); estimated with pYIN", wav.name, frequency)
+    return pyin_f0(audio, part)
+
+
 def prepare(out_root: Path, params: dict) -> None:
-    root = release_root("csd", params, probe="CSD_*_*_*.wav", how_to=HOW_TO, fetch=zenodo_fetcher(params))
+    root = release_root("csd", params, probe=("CSD_*_*_*.wav", "audio_16kHz/*_*.wav"), how_to=HOW_TO, fetch=zenodo_fetcher(params))
     found = find_files(root)
     wanted = [SONGS.get(str(s), str(s)) for s in params["songs"]]
     songs = select([s for s in SONGS.values() if s in found], wanted, "datasets.csd.songs")
@@ -86,11 +149,7 @@ def prepare(out_root: Path, params: dict) -> None:
     for song in songs:
         stems, f0 = {}, {}
         for key, wav in sorted(found[song].items()):
-            f0_path = wav.with_suffix(".f0")
-            if not f0_path.is_file():
-                raise ChoirbenchError(f"{f0_path}: F0 annotation of {wav.name} is missing from the release")
-            times, hz, _ = read_f0_table(f0_path)
             stems[key] = load_audio(wav)
-            f0[key] = (times, hz)
-        writer.add_song(song, split_of(song, params, params["split"]), stems, f0)
+            f0[key] = read_annotation(wav, params, stems[key], key[0])
+        writer.add_song(song, split_of(song, params, params["split"]), stems, f0, piece=PIECES[song])
     writer.finish()

@@ -1,4 +1,7 @@
-"""Dagstuhl ChoirSet (Rosenzweig et al. 2020), Zenodo record 3897181, CC BY 4.0.
+"""Dagstuhl ChoirSet (Rosenzweig et al. 2020), release V1.2.3 (Zenodo record 4618287), CC BY 4.0.
+
+The record is pinned: a download fetches exactly that release and checks every archive against the
+checksum Zenodo publishes for it (older records, e.g. 3897181 = V1.0, have other files).
 
 Release layout (usually under ``DagstuhlChoirSet_V<version>/``)::
 
@@ -15,13 +18,20 @@ e.g. ``LI_QuartetB_Take04``; the singer id is the singer's number in the file
 name (``A2`` -> part A, singer ``"2"``), so one person keeps one id across takes.
 
 Each singer's stem is the first available mic in ``mics`` (default DYN, then
-HSM, then LRX). The singers were recorded together, so every close-up mic
-carries some bleed of the others: the stems do not sum to a clean mixture of
-isolated voices (the benchmark mixes the stems as they are). F0 ``truth``:
-the first available of ``f0_annotation`` (manual, then CREPE of the chosen
-mic with ``crepe_confidence``, then the release's pYIN); a singer without any
-annotation gets librosa.pyin (warning). Stems of a take are zero-padded to the
-longest. Takes lacking a part are skipped when ``require_all_parts``.
+HSM). A larynx microphone (LRX) records the throat's vibration, not the sound
+that leaves the mouth: it has no vocal-tract resonances, so mixing it into a
+stem changes what is separated. In the FullChoir takes several singers have
+only a larynx mic; they are left out unless ``mics`` lists LRX explicitly (and
+takes that then lack a part are skipped under ``require_all_parts``). The
+singers were recorded together, so every close-up mic carries some bleed of
+the others: the stems do not sum to a clean mixture of isolated voices (the
+benchmark mixes the stems as they are). F0 ``truth``: the first available of
+``f0_annotation`` (manual, then CREPE of the chosen mic with
+``crepe_confidence``, then the release's pYIN); manual F0 exists only for the
+quartet Take04 tracks (QuartetA/QuartetB), every other take gets CREPE. A
+singer without any annotation gets librosa.pyin (warning). Stems of a take are
+zero-padded to the longest. Pieces (``pieces.csv``): LI -> ``locus_iste`` (also
+sung in CSD), TP -> ``tebe_poem``.
 """
 from __future__ import annotations
 
@@ -47,11 +57,11 @@ DEFAULTS = {
     "root": "",                 # a local copy (folder holding audio_wav_22050_mono/, at any depth)
     "resources": "resources",   # else looked for (and downloaded to) resources/dagstuhl/
     "download": False,          # fetch Zenodo record `zenodo_record` into resources/dagstuhl/ when missing
-    "zenodo_record": "3897181",
+    "zenodo_record": "4618287",  # V1.2.3, pinned
     "zenodo_api": "https://zenodo.org/api",
     "settings": ["FullChoir", "QuartetA", "QuartetB"],  # takes of these settings are converted
     "songs": [],                # take ids (LI_QuartetB_Take04) or prefixes (LI_QuartetB); empty = all
-    "mics": ["DYN", "HSM", "LRX"],  # stem of each singer: first mic available in this order
+    "mics": ["DYN", "HSM"],     # stem of each singer: first mic available in this order (add LRX to allow larynx mics)
     "f0_annotation": ["manual", "crepe", "pyin"],
     "crepe_confidence": 0.5,
     "require_all_parts": True,  # skip takes without all of S, A, T, B
@@ -61,7 +71,9 @@ DEFAULTS = {
     "test_songs": [],
 }
 
-HOW_TO = ("Download the Dagstuhl ChoirSet from Zenodo record 3897181 (https://zenodo.org/records/3897181, "
+PIECES = {"LI": "locus_iste", "TP": "tebe_poem"}
+
+HOW_TO = ("Download the Dagstuhl ChoirSet V1.2.3 from Zenodo record 4618287 (https://zenodo.org/records/4618287, "
           "about 5 GB), unpack it into resources/dagstuhl/ (so that resources/dagstuhl/.../audio_wav_22050_mono/"
           "DCS_LI_QuartetB_Take04_S1_DYN.wav exists), or set datasets.dagstuhl.root: PATH to an unpacked copy, "
           "or set datasets.dagstuhl.download: true to fetch it automatically.")
@@ -136,14 +148,17 @@ def prepare(out_root: Path, params: dict) -> None:
         for (part, singer), by_mic in sorted(singers.items()):
             mic = next((m for m in mics if m in by_mic), None)
             if mic is None:
-                log.info("dagstuhl: %s %s%s has none of the mics %s; skipped", song, part, singer, mics)
+                log.info("dagstuhl: %s %s%s has none of the mics %s%s; skipped", song, part, singer, mics,
+                     " (only a larynx mic: add LRX to datasets.dagstuhl.mics to use it)" if "LRX" in by_mic else "")
                 continue
             stems[part, singer] = load_audio(by_mic[mic])
             f0[part, singer] = _annotation(base, song, part, singer, [mic] + mics, stems[part, singer], params)
         if not stems:
             continue
         notes = {part: read_score(base, song, part) for part in PARTS}
-        writer.add_song(song, split_of(song, params, params["split"]), stems, f0, notes)
+        piece = song.split("_")[0]
+        writer.add_song(song, split_of(song, params, params["split"]), stems, f0, notes,
+                        piece=PIECES.get(piece, piece.lower()))
     writer.finish()
 
 

@@ -22,21 +22,25 @@ import soundfile as sf
 from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.f0 import n_frames_for, replace_duplicate_f0, to_hop_grid
 from choirbench.data_prep.prepared import write_manifest
-from choirbench.io import write_f0, write_notes, write_wav
+from choirbench.io import write_csv, write_f0, write_notes, write_wav
 
 log = logging.getLogger(__name__)
 
 LENGTH_WARN_S = 1.0
 """Stems of one song that differ by more than this are reported (they are padded either way)."""
+PIECES_FILE = "pieces.csv"
+"""song -> piece id of a prepared dataset: which songs are the same composition (two halves of one
+piece, or one piece in two datasets), so that training never sees a piece that is tested."""
 
 
 # ----------------------------------------------------------------------------- finding the release
 
-def release_root(kind: str, params: dict, *, probe: str, how_to: str,
+def release_root(kind: str, params: dict, *, probe: str | tuple[str, ...], how_to: str,
                  fetch: Callable[[Path], None] | None = None) -> Path:
     """Where the raw release is: ``params['root']``, else ``<resources>/<kind>/``.
 
-    ``probe`` is a glob (searched recursively) that a usable copy contains.
+    ``probe`` is a glob (searched recursively) that a usable copy contains, or a
+    tuple of globs of which one must match (releases with several layouts).
     When neither holds it and ``params['download']`` is true, ``fetch(dest)``
     downloads it; otherwise a :class:`ChoirbenchError` carries ``how_to``.
     """
@@ -60,8 +64,9 @@ def release_root(kind: str, params: dict, *, probe: str, how_to: str,
     raise ChoirbenchError(f"dataset {kind!r} not found (looked in datasets.{kind}.root and {dest}/). {how_to}")
 
 
-def _contains(folder: Path, probe: str) -> bool:
-    return folder.is_dir() and next(folder.rglob(probe), None) is not None
+def _contains(folder: Path, probe: str | tuple[str, ...]) -> bool:
+    probes = (probe,) if isinstance(probe, str) else probe
+    return folder.is_dir() and any(next(folder.rglob(p), None) is not None for p in probes)
 
 
 def find_one(root: Path, pattern: str) -> Path | None:
@@ -135,16 +140,21 @@ class PreparedWriter:
         self.dataset = dataset
         self.pyin_params = pyin_params
         self.rows: list[dict] = []
+        self.pieces: dict[str, str] = {}
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def add_song(self, song: str, split: str, stems: dict, f0: dict, notes: dict | None = None) -> None:
+    def add_song(self, song: str, split: str, stems: dict, f0: dict, notes: dict | None = None, *,
+                 piece: str | None = None) -> None:
         """Write one song.
 
         stems: (part, singer) -> 16 kHz audio. f0: (part, singer) -> either an
         array already on the hop grid or a (times_s, f0_hz) pair. notes: part ->
-        [n, 3] onset_s, offset_s, midi. Stems are zero-padded at the end to the
-        longest stem of the song (no audio is lost; the padding is unvoiced).
+        [n, 3] onset_s, offset_s, midi. piece: the composition's id, shared by every
+        song (in any dataset) that sings the same piece (default: the song id).
+        Stems are zero-padded at the end to the longest stem of the song (no audio
+        is lost; the padding is unvoiced).
         """
+        self.pieces[song] = piece or song
         if not stems:
             raise ChoirbenchError(f"{self.dataset}: song {song!r} has no stems")
         missing = [p for p in PARTS if not any(k[0] == p for k in stems)]
@@ -182,9 +192,26 @@ class PreparedWriter:
         if not self.rows:
             raise ChoirbenchError(f"{self.dataset}: nothing was converted (no songs selected or found)")
         frame = pd.DataFrame(self.rows)
+        write_pieces(self.root, self.pieces)
         write_manifest(self.root, frame)
         counts = frame.drop_duplicates("song")["split"].value_counts().to_dict()
         log.info("%s: wrote %d stems of %d songs to %s (songs per split: %s)", self.dataset, len(frame),
                  frame["song"].nunique(), self.root, counts)
         return frame
 
+
+
+def write_pieces(root: Path, pieces: dict[str, str]) -> None:
+    write_csv(Path(root) / PIECES_FILE, pd.DataFrame({"song": list(pieces), "piece": list(pieces.values())}))
+
+
+def read_pieces(root: Path, songs) -> dict[str, str]:
+    """song -> piece id of a prepared dataset (a song is its own piece where the dataset says nothing)."""
+    path = Path(root) / PIECES_FILE
+    known = {}
+    if path.is_file():
+        frame = pd.read_csv(path, dtype=str)
+        if list(frame.columns) != ["song", "piece"]:
+            raise ChoirbenchError(f"{path}: expected columns song,piece, found {list(frame.columns)}")
+        known = dict(zip(frame["song"], frame["piece"]))
+    return {str(song): known.get(str(song), str(song)) for song in songs}
