@@ -235,6 +235,41 @@ def test_formant_cascade_matches_scipy_with_fixed_coefficients():
     np.testing.assert_allclose(sv.formant_cascade(x, freqs, bws), signal.sosfilt(sos, x), atol=1e-10)
 
 
+def test_nasal_tract_has_spectral_zeros_that_no_all_pole_filter_has():
+    """The second renderer's tract: numerator roots near the unit circle at the drawn anti-resonances."""
+    for seed in range(5):
+        sos = sv.nasal_sos(np.random.default_rng(seed))
+        zeros = np.concatenate([np.roots(section[:3]) for section in sos[1:]])
+        assert np.all(np.abs(zeros) > 0.95)                      # narrow anti-resonances, not mild tilts
+        zero_hz = np.sort(np.abs(np.angle(zeros[np.imag(zeros) > 0]))) * SAMPLE_RATE / (2 * np.pi)
+        assert sv.NASAL_ZERO_HZ[0] <= zero_hz[0] <= sv.NASAL_ZERO_HZ[1]
+        assert sv.SINUS_ZERO_HZ[0] <= zero_hz[1] <= sv.SINUS_ZERO_HZ[1]
+        freqs, response = signal.sosfreqz(sos, worN=np.linspace(50, 4000, 4000), fs=SAMPLE_RATE)
+        level = 20 * np.log10(np.abs(response))
+        for hz in zero_hz:                                       # a dip of > 15 dB against +-300 Hz around it
+            at = np.argmin(np.abs(freqs - hz))
+            around = (np.abs(freqs - hz) > 250) & (np.abs(freqs - hz) < 350)
+            assert level[around].mean() - level[at] > 15, (seed, hz)
+        assert abs(level[0]) < 1.0                               # unity gain at (near) DC
+
+
+def test_nasal_rendering_keeps_the_test_pieces_f0_and_singers(tmp_path):
+    from choirbench.data_prep.prepared import read_manifest
+    from choirbench.io import read_f0, read_wav
+
+    _prepare(tmp_path / "cascade", workers=1, preview=False)
+    _prepare(tmp_path / "nasal", workers=1, preview=False, tract="nasal", splits=["test"])
+    nasal = read_manifest(tmp_path / "nasal")
+    assert set(nasal["song"]) == {"bwv257"} and set(nasal["split"]) == {"test"}
+    for row in nasal.itertuples():
+        np.testing.assert_array_equal(read_f0(tmp_path / "nasal" / row.f0), read_f0(tmp_path / "cascade" / row.f0))
+        a, _ = read_wav(tmp_path / "nasal" / row.audio)
+        b, _ = read_wav(tmp_path / "cascade" / row.audio)
+        assert len(a) == len(b) and not np.allclose(a, b, atol=1e-3)
+    with pytest.raises(ChoirbenchError, match="datasets.synth-chorales.tract must be one of cascade, nasal"):
+        _prepare(tmp_path / "bad", tract="pole-zero")
+
+
 # ----------------------------------------------------------------------------- dataset format and determinism
 
 TINY = {"pieces_list": {"train": ["bwv255"], "test": ["bwv257"]}, "singers_per_part": 2, "truncate_quarters": 5,

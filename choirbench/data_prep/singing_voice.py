@@ -13,6 +13,13 @@ vowel and voice type, scaled per singer; tenors and basses have F3-F5
 clustered between 2.2 and 3.5 kHz (the singer's formant). Sopranos and altos tune
 F1 up to the fundamental on high notes.
 
+Second tract (``tract="nasal"``): the same cascade followed by a nasal branch
+that is *not* all-pole: a nasal pole-zero pair (Klatt's FNP/FNZ) and a second
+anti-resonance (the piriform sinuses), each zero a narrow-band spectral dip. A
+test voice from it lies outside the all-pole family that the source-filter
+separation model fits, so a model cannot win only by sharing the generator's
+signal model (issue 14, item 4).
+
 Noise: consonant bursts at syllable onsets and breaths at rests are band-
 passed noise added after the tract. An optional synthetic room response is
 shared by all stems of a piece.
@@ -281,6 +288,37 @@ def tract_trajectories(perf: Performance, part: str, traits: SingerTraits, n_blo
     return f_blk, b_blk
 
 
+TRACTS = ("cascade", "nasal")
+NASAL_POLE_HZ, NASAL_POLE_BW_HZ = 270.0, 100.0
+NASAL_ZERO_HZ, NASAL_ZERO_BW_HZ = (450.0, 1100.0), 80.0
+"""Klatt's nasal pole near 270 Hz; the nasal zero moves with velum opening (drawn per singer in this range)."""
+SINUS_ZERO_HZ, SINUS_ZERO_BW_HZ = (1800.0, 2800.0), 100.0
+"""A second anti-resonance from a side branch of the tract (piriform sinuses), drawn per singer."""
+
+
+def _resonance(freq_hz: float, bw_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Second-order polynomial [1, a1, a2] of a pole or zero pair at ``freq_hz`` and its DC gain."""
+    r = np.exp(-np.pi * bw_hz / SAMPLE_RATE)
+    poly = np.array([1.0, -2.0 * r * np.cos(2.0 * np.pi * freq_hz / SAMPLE_RATE), r * r])
+    return poly, poly.sum()
+
+
+def nasal_sos(rng: np.random.Generator) -> np.ndarray:
+    """The nasal branch as second-order sections [3, 6], unity gain at DC: pole pair, nasal zero, sinus zero.
+
+    Zeros are numerator sections, so the branch has spectral zeros at the drawn
+    frequencies (|H| dips by about 20-30 dB there): no all-pole filter reproduces it.
+    """
+    zero_hz = rng.uniform(*NASAL_ZERO_HZ)
+    sinus_hz = rng.uniform(*SINUS_ZERO_HZ)
+    pole, pole_dc = _resonance(NASAL_POLE_HZ, NASAL_POLE_BW_HZ)
+    sections = [np.concatenate([[pole_dc, 0.0, 0.0], pole])]
+    for freq, bw in ((zero_hz, NASAL_ZERO_BW_HZ), (sinus_hz, SINUS_ZERO_BW_HZ)):
+        zero, zero_dc = _resonance(freq, bw)
+        sections.append(np.concatenate([zero / zero_dc, [1.0, 0.0, 0.0]]))
+    return np.array(sections)
+
+
 # ----------------------------------------------------------------------------- noises
 
 _NOISE_BANDS = {"s": (3800.0, 7600.0), "sh": (1800.0, 5500.0), "f": (1000.0, 7000.0), "h": (400.0, 3500.0),
@@ -330,8 +368,13 @@ TARGET_RMS = 10.0 ** (-26.0 / 20.0)
 
 def render_voice(perf: Performance, part: str, traits: SingerTraits, rng: np.random.Generator, n_samples: int,
                  *, oversample: int = 8, noises: bool = True, jitter: bool = True,
-                 noise_floor_db: float | None = -60.0) -> np.ndarray:
+                 noise_floor_db: float | None = -60.0, tract: str = "cascade",
+                 tract_rng: np.random.Generator | None = None) -> np.ndarray:
     """Sing one performance: LF source -> amplitude -> formant cascade -> level -> noises. float32 [n_samples].
+
+    ``tract="nasal"`` adds the pole-zero nasal branch of :func:`nasal_sos` after the
+    cascade, drawn from ``tract_rng`` (a stream of its own, so the source and the
+    performance stay those of the all-pole rendering).
 
     ``noise_floor_db`` (re the voice's RMS) adds a microphone-like white floor:
     without it, pitch trackers lock onto the exponentially decaying formant
@@ -351,6 +394,10 @@ def render_voice(perf: Performance, part: str, traits: SingerTraits, rng: np.ran
     n_blocks = -(-n_samples // FORMANT_BLOCK)
     freqs, bws = tract_trajectories(perf, part, traits, n_blocks)
     y = formant_cascade(source, freqs, bws)
+    if tract == "nasal":
+        y = signal.sosfilt(nasal_sos(tract_rng if tract_rng is not None else np.random.default_rng(0)), y)
+    elif tract != "cascade":
+        raise ValueError(f"tract must be one of {TRACTS}, got {tract!r}")
     gate = np.interp(t, t_ctrl, perf.gate)
     voiced = gate > 0.5
     rms = float(np.sqrt(np.mean(y[voiced] ** 2))) if voiced.any() else 1.0

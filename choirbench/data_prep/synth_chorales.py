@@ -52,6 +52,8 @@ DEFAULTS = {
     "noises": True,               # aspiration, consonants, breaths
     "noise_floor_db": -60.0,      # microphone noise re each voice's RMS (null: none)
     "oversample": 8,              # glottal source rate = 16 kHz x oversample (8: aliases < -55 dB)
+    "tract": "cascade",           # cascade: all-pole formant cascade; nasal: + a pole-zero nasal branch (not all-pole)
+    "splits": ["train", "valid", "test"],  # splits to render: [test] renders a second version of the test pieces
     "seed": 0,
     "workers": 2,
     "preview": True,
@@ -98,6 +100,11 @@ def _check_params(params: dict) -> None:
     longest = params["max_quarters"]
     if longest is not None and (not isinstance(longest, (int, float)) or isinstance(longest, bool) or longest <= 0):
         raise ChoirbenchError(f"{WHERE}.max_quarters must be null or a number > 0, got {longest!r}")
+    if params["tract"] not in sv.TRACTS:
+        raise ChoirbenchError(f"{WHERE}.tract must be one of {', '.join(sv.TRACTS)}, got {params['tract']!r}")
+    splits = params["splits"]
+    if not isinstance(splits, list) or not splits or set(splits) - set(SPLITS):
+        raise ChoirbenchError(f"{WHERE}.splits must be a non-empty list of {', '.join(SPLITS)}, got {splits!r}")
     trunc = params["truncate_quarters"]
     if trunc is not None and (not isinstance(trunc, (int, float)) or trunc < 4):
         raise ChoirbenchError(f"{WHERE}.truncate_quarters must be null or a number >= 4, got {trunc!r}")
@@ -166,7 +173,8 @@ def render_piece(piece_id: str, split: str, out_root: Path, params: dict) -> lis
                                      n_samples, vibrato=params["vibrato"])
             audio = sv.render_voice(perf, part, traits, rng_for(seed, piece_id, "voice", part, singer), n_samples,
                                     oversample=params["oversample"], noises=params["noises"],
-                                    noise_floor_db=params["noise_floor_db"])
+                                    noise_floor_db=params["noise_floor_db"], tract=params["tract"],
+                                    tract_rng=rng_for(seed, piece_id, "tract", part, singer))
             if ir is not None:
                 audio = sv.apply_room(audio, ir)
             audio_rel = f"audio/{piece_id}/{part}{singer}.wav"
@@ -191,7 +199,9 @@ def prepare(out_root: Path, params: dict) -> None:
     _check_params(params)
     out_root = Path(out_root)
     chosen = choose_pieces(params)
-    tasks = [(piece, split, str(out_root), params) for split in SPLITS for piece in chosen[split]]
+    # the draw covers every split, so rendering only some of them keeps the same pieces and singers
+    tasks = [(piece, split, str(out_root), params) for split in SPLITS if split in params["splits"]
+             for piece in chosen[split]]
     # fail fast on bad ids before spending minutes on the good ones
     index = cs.chorale_index()
     satb = dict(zip(index["piece_id"], index["satb"].astype(bool)))
