@@ -21,7 +21,7 @@ import logging
 import re
 from pathlib import Path
 
-from choirbench import ChoirbenchError
+from choirbench import SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
 from choirbench.data_prep.f0 import read_f0_table
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
@@ -89,8 +89,8 @@ def prepare(out_root: Path, params: dict) -> None:
             f0_path = wav.with_suffix(".f0")
             if not f0_path.is_file():
                 raise ChoirbenchError(f"{f0_path}: F0 annotation of {wav.name} is missing from the release")
-            times, hz, _ = read_f0_table(f0_path)
             stems[key] = load_audio(wav)
+            times, hz, _ = read_f0_table(f0_path, duration_s=len(stems[key]) / SAMPLE_RATE, audio=wav.name)
             f0[key] = (times, hz)
         writer.add_song(song, split_of(song, params, params["split"]), stems, f0)
     writer.finish()

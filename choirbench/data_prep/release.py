@@ -17,12 +17,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import scipy.signal
-import soundfile as sf
 
 from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.f0 import n_frames_for, replace_duplicate_f0, to_hop_grid
 from choirbench.data_prep.prepared import write_manifest
-from choirbench.io import write_f0, write_notes, write_wav
+from choirbench.io import read_wav, write_f0, write_notes, write_wav
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +77,7 @@ def load_audio(path: Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     anti-aliasing filter, so stems resampled separately still sum to the
     resampled mixture.
     """
-    path = Path(path)
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as err:
-        raise ChoirbenchError(f"{path}: not a readable audio file ({err})") from None
-    audio = audio.mean(axis=1)
-    if not np.all(np.isfinite(audio)):
-        raise ChoirbenchError(f"{path}: contains NaN or Inf samples")
+    audio, rate = read_wav(path, sr=None, downmix=True)
     return resample_audio(audio, rate, sr)
 
 
