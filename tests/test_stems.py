@@ -178,3 +178,23 @@ def test_rossinyol_sections_are_read_by_the_stems_kind(shared_data, tmp_path):
     from choirbench.data_prep.stems import check_mix
 
     assert check_mix("rossinyol", mix, sum(audio.values()), 0.1) < 0.05  # AAC-decoded: within a few per cent
+
+
+def test_rossinyol_config_runs_the_untrained_methods_at_J4(tmp_path):
+    """config/rossinyol.yaml: the stems kind, pYIN F0, J = 4, nothing trained (a dry run; no data needed)."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path / "wf"
+    work.mkdir()
+    shutil.copy(root / "Snakefile", work)
+    shutil.copytree(root / "workflow", work / "workflow")
+    shutil.copytree(root / "config", work / "config")
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "all", "--configfile", "config/rossinyol.yaml"],
+                         cwd=work, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    for method in ("mixture", "oracle", "nmf1", "nmf2"):
+        assert f"results/metrics/rossinyol/{method}/seed0/J4.parquet" in dry.stdout
+    assert "J2.parquet" not in dry.stdout and "rule train:" not in dry.stdout
+    assert "f0_pyin/.complete" in dry.stdout

@@ -134,8 +134,9 @@ class PreparedWriter:
 
         stems: (part, singer) -> 16 kHz audio. f0: (part, singer) -> either an
         array already on the hop grid or a (times_s, f0_hz) pair. notes: part ->
-        [n, 3] onset_s, offset_s, midi. Stems are zero-padded at the end to the
-        longest stem of the song (no audio is lost; the padding is unvoiced).
+        [n, 3] onset_s, offset_s, midi, cut to the song (the prepared format's notes
+        lie inside the audio). Stems are zero-padded at the end to the longest stem
+        of the song (no audio is lost; the padding is unvoiced).
         """
         if not stems:
             raise ChoirbenchError(f"{self.dataset}: song {song!r} has no stems")
@@ -168,7 +169,15 @@ class PreparedWriter:
                               "audio": audio_rel, "f0": f0_rel, "duration_s": n / SAMPLE_RATE})
         for part, part_notes in (notes or {}).items():
             if part_notes is not None and len(part_notes):
-                write_notes(self.root / "score" / song / f"{part}.csv", np.asarray(part_notes))
+                part_notes = np.asarray(part_notes, dtype=np.float64).reshape(-1, 3)
+                inside = part_notes[:, 0] < n / SAMPLE_RATE  # a score may run past audio cut short
+                if not inside.all():
+                    log.info("%s: %s part %s: %d note(s) after the end of the audio left out", self.dataset, song,
+                             part, int((~inside).sum()))
+                part_notes = part_notes[inside]
+                part_notes[:, 1] = np.minimum(part_notes[:, 1], n / SAMPLE_RATE)
+                if len(part_notes):
+                    write_notes(self.root / "score" / song / f"{part}.csv", part_notes)
 
     def finish(self) -> pd.DataFrame:
         if not self.rows:
