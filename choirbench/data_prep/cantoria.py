@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from choirbench import ChoirbenchError
+from choirbench import SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
 from choirbench.data_prep.f0 import read_f0_table
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
@@ -81,13 +81,14 @@ def annotation_path(wav: Path, kind: str) -> Path:
     raise ChoirbenchError(f"{wav}: no {folder}/{wav.stem}.csv annotation found next to Audio/")
 
 
-def read_annotation(wav: Path, params: dict) -> tuple[np.ndarray, np.ndarray]:
+def read_annotation(wav: Path, params: dict, duration_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(times, F0) of a stem's annotation; CREPE frames below ``crepe_confidence`` are unvoiced."""
     kind = params["f0_annotation"]
     if kind not in ("pyin", "crepe"):
         raise ChoirbenchError(f"datasets.cantoria.f0_annotation must be pyin or crepe, got {kind!r}")
-    times, hz, conf = read_f0_table(annotation_path(wav, kind))
-    if kind == "crepe" and conf is not None:
-        hz = np.where(conf >= float(params["crepe_confidence"]), hz, 0.0)
+    threshold = float(params["crepe_confidence"]) if kind == "crepe" else None
+    times, hz, _ = read_f0_table(annotation_path(wav, kind), duration_s=duration_s, audio=wav.name,
+                                 confidence_threshold=threshold)
     return times, hz
 
 
@@ -123,6 +124,6 @@ def prepare(out_root: Path, params: dict) -> None:
         stems, f0 = {}, {}
         for part, wav in sorted(found[song].items()):
             stems[part, "1"] = load_audio(wav)
-            f0[part, "1"] = read_annotation(wav, params)
+            f0[part, "1"] = read_annotation(wav, params, len(stems[part, "1"]) / SAMPLE_RATE)
         writer.add_song(song, splits[song], stems, f0, piece=piece_of(song).lower())
     writer.finish()

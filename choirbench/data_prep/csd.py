@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from choirbench import ChoirbenchError
+from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
-from choirbench.data_prep.f0 import pyin_f0, read_f0_table
+from choirbench.data_prep.f0 import n_frames_for, pyin_f0, read_f0_table
+from choirbench.io import F0_MAX_HZ, F0_MIN_HZ
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def read_annotation(wav: Path, params: dict, audio: np.ndarray, part: str):
     """
     f0_path = wav.with_suffix(".f0")
     if f0_path.is_file():
-        times, hz, _ = read_f0_table(f0_path)
+        times, hz, _ = read_f0_table(f0_path, duration_s=len(audio) / SAMPLE_RATE, audio=wav.name)
         return times, hz
     crepe = wav.parent.parent / "crepe_f0_center"
     frequency, confidence = crepe / f"{wav.stem}_frequency.npy", crepe / f"{wav.stem}_confidence.npy"
@@ -131,9 +132,16 @@ def read_annotation(wav: Path, params: dict, audio: np.ndarray, part: str):
             raise ChoirbenchError(f"{frequency}: unreadable CREPE array ({err})") from None
         if len(hz) != len(conf):
             raise ChoirbenchError(f"{confidence}: {len(conf)} frames, but {frequency.name} has {len(hz)}")
-        if not np.all(np.isfinite(hz)):
-            raise ChoirbenchError(f"{frequency}: contains NaN or Inf")
-        return np.where(conf >= float(params["crepe_confidence"]), hz, 0.0)  # CREPE's 16-ms grid is ours
+        hz = np.where(np.isfinite(hz) & (conf >= float(params["crepe_confidence"])), hz, 0.0)
+        n_frames = n_frames_for(len(audio))
+        if len(hz) > n_frames + 2:  # CREPE (center=True) gives one frame per hop, plus the last
+            raise ChoirbenchError(f"{frequency}: {len(hz)} frames of 16 ms = {len(hz) * HOP / SAMPLE_RATE:.2f} s, "
+                                  f"longer than {wav.name} ({len(audio) / SAMPLE_RATE:.2f} s): not this stem's F0")
+        voiced = hz[hz > 0]
+        if len(voiced) and (voiced.min() < F0_MIN_HZ or voiced.max() > F0_MAX_HZ):
+            raise ChoirbenchError(f"{frequency}: voiced F0 outside {F0_MIN_HZ:g}-{F0_MAX_HZ:g} Hz "
+                                  f"({voiced.min():.1f}-{voiced.max():.1f} Hz): not an F0 track in Hz")
+        return hz  # CREPE's 16-ms grid is ours
     if FILE_RE.match(wav.name):
         raise ChoirbenchError(f"{f0_path}: F0 annotation of {wav.name} is missing from the release")
     log.warning("csd: %s has no F0 annotation (no %s); estimated with pYIN", wav.name, frequency)

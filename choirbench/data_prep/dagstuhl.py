@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from choirbench import PARTS, ChoirbenchError
+from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
 from choirbench.data_prep.f0 import pyin_f0, read_f0_table
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
@@ -167,9 +167,9 @@ def _annotation(base, song, part, singer, mics, audio, params):
         path = find_annotation(base, kind, song, part, singer, mics)
         if path is None:
             continue
-        times, hz, conf = read_f0_table(path)
-        if kind == "crepe" and conf is not None:
-            hz = np.where(conf >= float(params["crepe_confidence"]), hz, 0.0)
+        threshold = float(params["crepe_confidence"]) if kind == "crepe" else None
+        times, hz, _ = read_f0_table(path, duration_s=len(audio) / SAMPLE_RATE, audio=f"the {song} {part}{singer} stem",
+                                     confidence_threshold=threshold)
         return times, hz
     log.warning("dagstuhl: %s %s%s has no F0 annotation; estimated with pYIN", song, part, singer)
     return pyin_f0(audio, part)

@@ -21,6 +21,7 @@ CONVERTERS = {
     "cantoria": "choirbench.data_prep.cantoria",
     "dagstuhl": "choirbench.data_prep.dagstuhl",
     "bcbq": "choirbench.data_prep.bcbq",
+    "stems": "choirbench.data_prep.stems",
 }
 
 

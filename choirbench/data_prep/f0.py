@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
-from choirbench.io import read_notes, read_wav, write_f0
+from choirbench.io import read_notes, read_release_f0, read_wav, write_f0
 from choirbench.params import resolve_params
 
 log = logging.getLogger(__name__)
@@ -52,43 +52,19 @@ def cents(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- release annotations
 
-def read_f0_table(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Read a release's F0 table: ``time, f0[, confidence]`` in any of , ; tab or space.
+def read_f0_table(path: Path, *, duration_s: float | None = None, audio=None,
+                  confidence_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read a release's F0 annotation: ``time, f0[, confidence]`` in any of , ; tab or space.
 
-    A header line is skipped. Unvoiced frames are written in many ways across
-    releases (0, negative values as in Sonic Visualiser's pYIN, NaN); all become 0.
-    Returns (times, f0_hz, confidence or None).
+    The strict reader of :func:`choirbench.io.read_release_f0`, whose rules every
+    F0 file follows: a header line is optional; an empty cell stays in its column;
+    unvoiced frames are 0, negative (Sonic Visualiser's pYIN), NaN or empty
+    (librosa.pyin through pandas), all read as 0; voiced values must lie in
+    40-2000 Hz; with ``duration_s`` (the stem ``audio``'s length) the time axis
+    must fit the recording. ``confidence_threshold`` unvoices frames below it.
+    Returns (times [T] s, f0_hz [T], confidence [T] or None).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ChoirbenchError(f"{path}: F0 file not found")
-    rows = []
-    with open(path, newline="") as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            for sep in (",", ";", "\t", None):
-                fields = [x for x in line.split(sep) if x.strip() != ""] if sep else line.split()
-                if len(fields) >= 2:
-                    break
-            try:
-                rows.append([float(x) for x in fields[:3]])
-            except ValueError:
-                if rows:
-                    raise ChoirbenchError(f"{path}:{line_no}: not numeric: {line[:60]!r}") from None
-                continue  # header
-    if not rows:
-        raise ChoirbenchError(f"{path}: no F0 rows found")
-    width = min(len(r) for r in rows)
-    if width < 2:
-        raise ChoirbenchError(f"{path}: expected at least two columns (time, f0)")
-    table = np.array([r[:width] for r in rows], dtype=np.float64)
-    times, f0 = table[:, 0], table[:, 1]
-    f0 = np.where(np.isfinite(f0) & (f0 > 0), f0, 0.0)
-    order = np.argsort(times, kind="stable")
-    conf = table[order, 2] if width >= 3 else None
-    return times[order], f0[order], conf
+    return read_release_f0(path, duration_s=duration_s, audio=audio, confidence_threshold=confidence_threshold)
 
 
 def to_hop_grid(times: np.ndarray, f0_hz: np.ndarray, n_frames: int, *, max_gap_s: float | None = None) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from choirbench import EXCERPT_SECONDS, HOP, PARTS, SAMPLE_RATE, ChoirbenchError
-from choirbench.io import read_f0, read_notes, read_wav, wav_frames, write_csv
+from choirbench.io import audio_info, read_f0, read_notes, read_wav, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +48,49 @@ class Example:
     sr: int = SAMPLE_RATE
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""Song names and singer ids become folder, file and excerpt names: letters, digits, '.', '-', '_'."""
+
+
 def read_manifest(root: Path) -> pd.DataFrame:
-    """Read and check ``manifest.csv`` of a prepared dataset."""
+    """Read and check ``manifest.csv`` of a prepared dataset.
+
+    Checks the columns, parts, splits, that song names and singer ids are safe
+    in paths (they name folders, files and excerpts), that no (song, part,
+    singer) appears twice and that durations are positive numbers. Errors name
+    the manifest, the line and the column.
+    """
     path = Path(root) / "manifest.csv"
     if not path.is_file():
         raise ChoirbenchError(f"{path}: manifest not found (run `choirbench prepare` first)")
-    frame = pd.read_csv(path, dtype={"singer": str, "song": str})
+    try:
+        frame = pd.read_csv(path, dtype={"singer": str, "song": str})
+    except Exception as err:  # pandas raises many types for malformed CSV
+        raise ChoirbenchError(f"{path}: unreadable manifest CSV ({err})") from None
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise ChoirbenchError(f"{path}: missing columns {missing}")
-    bad_parts = sorted(set(frame["part"]) - set(PARTS))
+    bad_parts = sorted(set(frame["part"]) - set(PARTS), key=str)
     if bad_parts:
         raise ChoirbenchError(f"{path}: unknown parts {bad_parts} (expected S, A, T, B)")
-    bad_splits = sorted(set(frame["split"]) - set(SPLITS))
+    bad_splits = sorted(set(frame["split"]) - set(SPLITS), key=str)
     if bad_splits:
         raise ChoirbenchError(f"{path}: unknown splits {bad_splits} (expected {SPLITS})")
+    for column in ("song", "singer"):
+        bad = [i for i, name in enumerate(frame[column]) if not (isinstance(name, str) and NAME.fullmatch(name))]
+        if bad:
+            raise ChoirbenchError(f"{path}, line {bad[0] + 2}, column {column!r}: {frame[column].iloc[bad[0]]!r} "
+                                  f"is not a valid name (letters, digits, '.', '-' and '_'; it names folders and files)")
+    twice = frame.duplicated(["song", "part", "singer"]).to_numpy().nonzero()[0]
+    if twice.size:
+        row = frame.iloc[twice[0]]
+        raise ChoirbenchError(f"{path}, line {twice[0] + 2}: song {row['song']!r} part {row['part']} singer "
+                              f"{row['singer']!r} is listed twice")
+    duration = pd.to_numeric(frame["duration_s"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~(duration > 0))
+    if bad.size:
+        raise ChoirbenchError(f"{path}, line {bad[0] + 2}, column 'duration_s': {frame['duration_s'].iloc[bad[0]]!r} "
+                              f"is not a positive number of seconds")
     return frame
 
 
@@ -71,29 +100,58 @@ def write_manifest(root: Path, frame: pd.DataFrame) -> None:
 
 
 def check_prepared(root: Path) -> pd.DataFrame:
-    """Check that every file of the manifest exists and that parts of a song align.
+    """Check every file of a prepared dataset against what the loaders rely on; returns the manifest.
 
-    Mismatched stem lengths are the most common conversion mistake; they would
-    silently shift voices against each other, so they are an error here.
+    Per manifest row: ``audio`` and ``f0`` are the conventional paths (the loaders
+    read those), the stem is a readable mono 16-kHz WAV whose length is the
+    row's ``duration_s`` (a longer duration would make excerpts of zero padding),
+    the F0 passes :func:`choirbench.io.read_f0` on the 16-ms grid with one frame per
+    256 samples. Per song: stems of equal length (mismatched stems would silently
+    shift voices against each other), notes in ``score/`` readable and inside the
+    song. Raises :class:`ChoirbenchError` naming the file, line or column and the fix.
     """
     root = Path(root)
     frame = read_manifest(root)
-    for song, rows in frame.groupby("song"):
-        lengths = {}
-        for row in rows.itertuples():
-            lengths[row.audio] = wav_frames_checked(root / row.audio)
-            if not (root / row.f0).is_file():
-                raise ChoirbenchError(f"{root / row.f0}: F0 file listed in manifest not found")
-        if len(set(lengths.values())) > 1:
-            detail = ", ".join(f"{Path(a).name}={n}" for a, n in lengths.items())
+    manifest = root / "manifest.csv"
+    lengths: dict[str, dict[str, int]] = {}
+    for i, row in enumerate(frame.itertuples()):
+        line = f"{manifest}, line {i + 2}"
+        stem = f"{row.part}{row.singer}"
+        for column, expected in (("audio", f"audio/{row.song}/{stem}.wav"), ("f0", f"f0/{row.song}/{stem}.csv")):
+            if getattr(row, column) != expected:
+                raise ChoirbenchError(f"{line}, column {column!r}: {getattr(row, column)!r} must be {expected!r} "
+                                      f"(the loaders read that path)")
+        audio = root / row.audio
+        if not audio.is_file():
+            raise ChoirbenchError(f"{audio}: audio file listed in manifest not found")
+        info = audio_info(audio)
+        if info.samplerate != SAMPLE_RATE or info.channels != 1:
+            raise ChoirbenchError(f"{audio}: {info.samplerate} Hz, {info.channels} channel(s); the prepared format is "
+                                  f"mono {SAMPLE_RATE} Hz: resample it, or use `kind: stems`, which reads any rate and "
+                                  f"channel count")
+        if info.frames == 0:
+            raise ChoirbenchError(f"{audio}: holds no samples")
+        lengths.setdefault(row.song, {})[row.audio] = info.frames
+    for song, stems in lengths.items():
+        if len(set(stems.values())) > 1:
+            detail = ", ".join(f"{Path(a).name}={n}" for a, n in stems.items())
             raise ChoirbenchError(f"{root}: stems of song {song!r} have mismatched lengths ({detail})")
+    for i, row in enumerate(frame.itertuples()):
+        n_samples = lengths[row.song][row.audio]
+        audio_s = n_samples / SAMPLE_RATE
+        if row.duration_s * SAMPLE_RATE > n_samples + 0.5 or row.duration_s < audio_s - 1e-3:
+            raise ChoirbenchError(f"{manifest}, line {i + 2}, column 'duration_s': {row.duration_s:g} s, but "
+                                  f"{row.audio} lasts {audio_s:g} s ({n_samples} samples); write the audio's length "
+                                  f"in seconds (samples / {SAMPLE_RATE})")
+        if not (root / row.f0).is_file():
+            raise ChoirbenchError(f"{root / row.f0}: F0 file listed in manifest not found")
+        read_f0(root / row.f0, n_samples=n_samples, audio=row.audio)
+    for song, stems in lengths.items():
+        for part in PARTS:
+            score = root / "score" / song / f"{part}.csv"
+            if score.is_file():
+                read_notes(score, duration_s=max(stems.values()) / SAMPLE_RATE, audio=f"song {song!r}")
     return frame
-
-
-def wav_frames_checked(path: Path) -> int:
-    if not path.is_file():
-        raise ChoirbenchError(f"{path}: audio file listed in manifest not found")
-    return wav_frames(path)
 
 
 # ----------------------------------------------------------------------------- excerpt lists

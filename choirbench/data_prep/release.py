@@ -17,12 +17,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import scipy.signal
-import soundfile as sf
 
 from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.f0 import n_frames_for, replace_duplicate_f0, to_hop_grid
 from choirbench.data_prep.prepared import write_manifest
-from choirbench.io import write_csv, write_f0, write_notes, write_wav
+from choirbench.io import read_wav, write_csv, write_f0, write_notes, write_wav
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +82,7 @@ def load_audio(path: Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     anti-aliasing filter, so stems resampled separately still sum to the
     resampled mixture.
     """
-    path = Path(path)
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as err:
-        raise ChoirbenchError(f"{path}: not a readable audio file ({err})") from None
-    audio = audio.mean(axis=1)
-    if not np.all(np.isfinite(audio)):
-        raise ChoirbenchError(f"{path}: contains NaN or Inf samples")
+    audio, rate = read_wav(path, sr=None, downmix=True)
     return resample_audio(audio, rate, sr)
 
 
@@ -149,10 +141,11 @@ class PreparedWriter:
 
         stems: (part, singer) -> 16 kHz audio. f0: (part, singer) -> either an
         array already on the hop grid or a (times_s, f0_hz) pair. notes: part ->
-        [n, 3] onset_s, offset_s, midi. piece: the composition's id, shared by every
-        song (in any dataset) that sings the same piece (default: the song id).
-        Stems are zero-padded at the end to the longest stem of the song (no audio
-        is lost; the padding is unvoiced).
+        [n, 3] onset_s, offset_s, midi, cut to the song (the prepared format's notes
+        lie inside the audio). piece: the composition's id, shared by every song (in
+        any dataset) that sings the same piece (default: the song id). Stems are
+        zero-padded at the end to the longest stem of the song (no audio is lost;
+        the padding is unvoiced).
         """
         self.pieces[song] = piece or song
         if not stems:
@@ -186,7 +179,15 @@ class PreparedWriter:
                               "audio": audio_rel, "f0": f0_rel, "duration_s": n / SAMPLE_RATE})
         for part, part_notes in (notes or {}).items():
             if part_notes is not None and len(part_notes):
-                write_notes(self.root / "score" / song / f"{part}.csv", np.asarray(part_notes))
+                part_notes = np.asarray(part_notes, dtype=np.float64).reshape(-1, 3)
+                inside = part_notes[:, 0] < n / SAMPLE_RATE  # a score may run past audio cut short
+                if not inside.all():
+                    log.info("%s: %s part %s: %d note(s) after the end of the audio left out", self.dataset, song,
+                             part, int((~inside).sum()))
+                part_notes = part_notes[inside]
+                part_notes[:, 1] = np.minimum(part_notes[:, 1], n / SAMPLE_RATE)
+                if len(part_notes):
+                    write_notes(self.root / "score" / song / f"{part}.csv", part_notes)
 
     def finish(self) -> pd.DataFrame:
         if not self.rows:

@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
@@ -25,7 +24,7 @@ from choirbench.data_prep.prepared import (ExcerptSampler, load_example, read_ex
                                            small_subset)
 from choirbench.data_prep.f0 import to_hop_grid
 from choirbench.data_prep.release import resample_audio
-from choirbench.io import read_f0_table, read_wav, write_text, write_wav
+from choirbench.io import read_f0_table, read_voice_notes, read_wav, write_text, write_wav
 from choirbench.methods.base import Method, check_output, get
 from choirbench.params import resolve_params
 
@@ -116,19 +115,48 @@ def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoi
             np.savez_compressed(folder / "parameters.npz", **params)
 
 
-def separate_file(mixture_path: Path, f0_path: Path, entry: dict, checkpoint: Path | None, out_dir: Path,
-                  notes_path: Path | None = None) -> list[Path]:
-    """Separate a user's recording: any rate in, ``out_dir/{voice}.wav`` at that rate and length out."""
+def min_samples(method: Method) -> int:
+    """Shortest input (samples at 16 kHz) a method can separate: its longest STFT window (knobs named ``*fft``).
+
+    Shorter inputs make the STFT fail inside the method; they are refused before it runs.
+    """
+    windows = [int(v) for k, v in method.params.items()
+               if k.endswith("fft") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return max(windows + [HOP])
+
+
+def read_inputs(mixture_path: Path, f0_path: Path, notes_path: Path | None, shortest: int, method_id: str):
+    """The strictly read inputs of :func:`separate_file`: (audio at its rate, rate, x at 16 kHz, f0 [J, T], names, notes).
+
+    Raises :class:`ChoirbenchError` (one line naming the file, column or line) for an empty or too
+    short recording and for any F0 or notes table the readers of :mod:`choirbench.io` refuse.
+    """
     audio, rate = read_wav(mixture_path, sr=None, allow_silence=True)
+    if len(audio) == 0:
+        raise ChoirbenchError(f"{mixture_path}: holds no samples (an empty WAV); give the recording to separate")
     x = resample_audio(audio, rate)
-    times, f0_table, names = read_f0_table(f0_path)
+    if len(x) < shortest:
+        raise ChoirbenchError(f"{mixture_path}: {len(audio) / rate:.3f} s is shorter than the STFT "
+                              f"window of method {method_id} ({shortest} samples at {SAMPLE_RATE} Hz = "
+                              f"{shortest / SAMPLE_RATE:.3f} s); "
+                              f"give a recording of at least that length")
+    duration_s = len(audio) / rate
+    times, f0_table, names = read_f0_table(f0_path, duration_s=duration_s, audio=Path(mixture_path).name)
     f0 = np.stack([to_hop_grid(times, track, len(x) // HOP) for track in f0_table])
     notes = None
     if notes_path is not None:
-        table = pd.read_csv(notes_path)
-        if "voice" not in table.columns:
-            raise ChoirbenchError(f"{notes_path}: expected columns voice,onset_s,offset_s,midi")
-        notes = [table.loc[table["voice"] == v, ["onset_s", "offset_s", "midi"]].to_numpy(float) for v in names]
+        notes = read_voice_notes(notes_path, names, duration_s=duration_s, audio=Path(mixture_path).name)
+    return audio, rate, x, f0, names, notes
+
+
+def separate_file(mixture_path: Path, f0_path: Path, entry: dict, checkpoint: Path | None, out_dir: Path,
+                  notes_path: Path | None = None) -> list[Path]:
+    """Separate a user's recording: any rate in, ``out_dir/{voice}.wav`` at that rate and length out.
+
+    Inputs are read by :func:`read_inputs` (every check before anything runs or is written).
+    """
+    audio, rate, x, f0, names, notes = read_inputs(mixture_path, f0_path, notes_path, min_samples(build(entry)),
+                                                   entry["id"])
     method = load_method(entry, checkpoint)
     if method.needs_references:
         raise ChoirbenchError(f"method {entry['id']!r} needs the true voices and cannot separate a recording")
