@@ -135,9 +135,9 @@ def entry_from_checkpoint(checkpoint: Path, model: str | None = None, params: di
     state = read_checkpoint(checkpoint)
     if model is not None and state["method"] != model:
         raise ChoirbenchError(f"{checkpoint}: a {state['method']!r} checkpoint, not {model!r}")
-    entry = resolve_params(ENTRY_DEFAULTS, {k: v for k, v in state["entry"].items() if k in ENTRY_DEFAULTS},
-                           where=f"{checkpoint}: entry")
-    entry["params"] = {**entry["params"], **(params or {})}
+    recorded = {k: v for k, v in state["entry"].items() if k in ENTRY_DEFAULTS and k != "params"}
+    entry = resolve_params(ENTRY_DEFAULTS, recorded, where=f"{checkpoint}: entry")
+    entry["params"] = {**state["entry"].get("params", {}), **(params or {})}
     entry["id"] = state["entry"].get("id", state["method"])
     entry["model"] = state["method"]
     return entry
@@ -175,3 +175,48 @@ def convert_checkpoint(old: Path, new: Path, entry: dict) -> None:
                           "training": {**identity, "converted_from": Path(old).name}, "training_sha256": "",
                           "model": state["model"], "step": int(state.get("step", 0)),
                           "best_valid": float(state.get("best_valid", float("nan")))})
+
+
+def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoint: Path | None,
+                      out_dir: Path) -> None:
+    """Separate every excerpt of a list into ``out_dir/{example_id}/{voice}.wav``."""
+    method = load_method(entry, checkpoint)
+    examples = read_examples(examples_csv)
+    for row in tqdm(list(examples.itertuples()), desc=f"separate {entry['id']}", disable=None):
+        ex = load_example(data_root, row, f0_source=entry["f0_source"], excerpt_s=entry["excerpt_s"])
+        extra = {"references": ex.voices} if method.needs_references else {}
+        voices, params = method.separate_with_parameters(ex.mixture, ex.sr, ex.f0, ex.notes, **extra)
+        voices = check_output(voices, ex.mixture, len(ex.parts), entry["id"])
+        folder = Path(out_dir) / ex.example_id
+        for part, audio in zip(ex.parts, voices):
+            write_wav(folder / f"{part}.wav", audio, ex.sr)
+        if params is not None:
+            np.savez_compressed(folder / "parameters.npz", **params)
+
+
+def separate_file(mixture_path: Path, f0_path: Path, entry: dict, checkpoint: Path | None, out_dir: Path,
+                  notes_path: Path | None = None) -> list[Path]:
+    """Separate a user's recording: any rate in, ``out_dir/{voice}.wav`` at that rate and length out."""
+    audio, rate = read_wav(mixture_path, sr=None, allow_silence=True)
+    x = resample_audio(audio, rate)
+    times, f0_table, names = read_f0_table(f0_path)
+    f0 = np.stack([to_hop_grid(times, track, len(x) // HOP) for track in f0_table])
+    notes = None
+    if notes_path is not None:
+        table = pd.read_csv(notes_path)
+        if "voice" not in table.columns:
+            raise ChoirbenchError(f"{notes_path}: expected columns voice,onset_s,offset_s,midi")
+        notes = [table.loc[table["voice"] == v, ["onset_s", "offset_s", "midi"]].to_numpy(float) for v in names]
+    method = load_method(entry, checkpoint)
+    if method.needs_references:
+        raise ChoirbenchError(f"method {entry['id']!r} needs the true voices and cannot separate a recording")
+    peak = float(np.max(np.abs(x))) or 1.0
+    voices = check_output(method.separate(x / peak, SAMPLE_RATE, f0, notes), x, len(names), entry["id"]) * peak
+    written = []
+    for name, voice in zip(names, voices):
+        y = resample_audio(voice, SAMPLE_RATE, rate)
+        y = np.pad(y, (0, max(0, len(audio) - len(y))))[: len(audio)]
+        write_wav(Path(out_dir) / f"{name}.wav", y, rate)
+        written.append(Path(out_dir) / f"{name}.wav")
+    return written
+
