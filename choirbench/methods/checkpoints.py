@@ -152,8 +152,9 @@ def load_checkpoint(path: Path, *, method: str, kind: str = "model", params: dic
         if differing:
             raise ChoirbenchError(f"{path}: trained with other method params than the entry's: {differing} "
                                   f"(only {', '.join(sorted(skip)) or 'none'} may differ from training)")
-    if entry is not None:
-        differing = _differences({k: recorded.get(k) for k in entry}, entry, {}, set())
+    if entry is not None:  # only the keys it records: a model trained outside the harness makes no claim on them
+        shared = [k for k in entry if k in recorded]
+        differing = _differences({k: recorded[k] for k in shared}, {k: entry[k] for k in shared}, {}, set())
         if differing:
             raise ChoirbenchError(f"{path}: trained with another entry: {differing}")
     return state

@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import torch
 
+from choirbench import ChoirbenchError
 from choirbench.io import atomic_path
 from choirbench.methods.base import Method
 from choirbench.methods.checkpoints import (OldCheckpointError, describe_changes, identity_sha256, load_weights,
@@ -226,9 +227,12 @@ def _matching(path: Path, header: dict) -> dict | None:
         state = read_checkpoint(path)
     except OldCheckpointError:
         state = None
+    except ChoirbenchError as err:
+        raise ChoirbenchError(f"{err}; delete it to train afresh") from None
     if state is not None and state.get("training_sha256") == header["training_sha256"]:
         return state
-    changes = describe_changes(state.get("training") if state else None, header["training"])
+    changes = (describe_changes(state.get("training"), header["training"]) if state
+               else "written by an older choirbench, without a training identity")
     aside = path.with_name(f"{path.stem}.stale.pt")
     path.replace(aside)
     log.warning("%s was trained under other settings (%s): moved to %s, training starts afresh",
@@ -255,8 +259,8 @@ def _log_tensors(rows: list[tuple]) -> dict[str, torch.Tensor]:
 
 
 def _log_rows(log: dict[str, torch.Tensor]) -> list[tuple]:
-    return [(int(s), _SPLITS[int(k)], float(loss), float(lr), float(t))
-            for s, k, loss, lr, t in zip(log["step"], log["split"], log["loss"], log["lr"], log["elapsed_s"])]
+    columns = [log[k].tolist() for k in ("step", "split", "loss", "lr", "elapsed_s")]
+    return [(s, _SPLITS[k], loss, lr, t) for s, k, loss, lr, t in zip(*columns)]
 
 
 def _write_log(path: Path, rows: list[tuple]) -> None:
