@@ -66,7 +66,8 @@ def cmd_separate(args) -> None:
     if args.method_config:
         entry = read_entry(Path(args.method_config))
     elif args.checkpoint:  # a model file alone: separate with the entry it was trained with
-        entry = entry_from_checkpoint(Path(args.checkpoint), args.method, json.loads(args.params) if args.params else {})
+        params = json.loads(args.params) if args.params else {}
+        entry = entry_from_checkpoint(Path(args.checkpoint), args.method, params)
     elif not args.method:
         raise ChoirbenchError("give --method, --method-config or --checkpoint")
     else:

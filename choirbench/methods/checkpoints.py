@@ -234,4 +234,5 @@ def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
         module.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as err:
         reason = " ".join(str(err).split())[:300]
-        raise ChoirbenchError(f"{path}: the stored weights do not fit the network its entry builds ({reason})") from None
+        raise ChoirbenchError(f"{path}: the stored weights do not fit the network its entry builds "
+                              f"({reason})") from None
