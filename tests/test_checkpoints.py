@@ -323,6 +323,22 @@ def test_an_old_checkpoint_says_how_to_convert_and_converts_safely(tmp_path, tra
     assert "channels" in capsys.readouterr().err and not (tmp_path / "n2.pt").exists()
 
 
+def test_an_old_resume_point_is_moved_aside_not_resumed(tmp_path, trained, caplog):
+    out = tmp_path / "run"
+    out.mkdir()
+    resume = read_checkpoint(trained["unet"].parent / "last.pt")
+    old = {k: resume[k] for k in ("model", "optimizer", "scheduler", "step", "best", "best_state", "bad_validations",
+                                  "elapsed_s", "torch_rng", "cuda_rng", "sampler")}
+    torch.save(old, out / "last.pt")   # the layout of last.pt before checkpoints had a header
+    with caplog.at_level(logging.WARNING, logger="choirbench.methods.training"):
+        path = train_entry(trained["data"], trained["unet_entry"], out, trained["valid"])
+    assert "written by an older choirbench" in caplog.text and (out / "last.stale.pt").is_file()
+    assert path.read_bytes() == trained["unet"].read_bytes()
+    err = str(_error(harness.convert_checkpoint, out / "last.stale.pt", tmp_path / "x.pt",
+                     harness.read_entry(trained["unet_entry"])))
+    assert "an old resume point" in err and not (tmp_path / "x.pt").exists()
+
+
 def test_load_checkpoint_api(trained):
     state = load_checkpoint(trained["unet"], method="unet")
     assert state["method"] == "unet" and state["kind"] == "model" and state["entry"]["id"] == "unet-tiny"
