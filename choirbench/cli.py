@@ -61,10 +61,15 @@ def cmd_separate_set(args) -> None:
 
 
 def cmd_separate(args) -> None:
-    from choirbench.methods.harness import ENTRY_DEFAULTS, read_entry, separate_file
+    from choirbench.methods.harness import ENTRY_DEFAULTS, entry_from_checkpoint, read_entry, separate_file
 
     if args.method_config:
         entry = read_entry(Path(args.method_config))
+    elif args.checkpoint:  # a model file alone: separate with the entry it was trained with
+        params = json.loads(args.params) if args.params else {}
+        entry = entry_from_checkpoint(Path(args.checkpoint), args.method, params)
+    elif not args.method:
+        raise ChoirbenchError("give --method, --method-config or --checkpoint")
     else:
         entry = dict(ENTRY_DEFAULTS, id=args.method, model=args.method,
                      params=json.loads(args.params) if args.params else {})
@@ -73,6 +78,13 @@ def cmd_separate(args) -> None:
                               Path(args.checkpoint) if args.checkpoint else None, Path(args.out),
                               Path(args.notes) if args.notes else None):
         print(path)
+
+
+def cmd_convert_checkpoint(args) -> None:
+    from choirbench.methods.harness import convert_checkpoint, read_entry
+
+    convert_checkpoint(Path(args.old), Path(args.new), read_entry(Path(args.method_config)))
+    print(args.new)
 
 
 def cmd_evaluate(args) -> None:
@@ -173,14 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("separate", help="separate your own recording given the voices' F0")
     p.add_argument("mixture", help="mixture WAV (any rate, mono)")
     p.add_argument("--f0", required=True, help="CSV: time_s plus one column per voice (Hz, 0 = unvoiced)")
-    p.add_argument("--method", help="method id (e.g. nmf1) when no --method-config is given")
+    p.add_argument("--method", help="method id (e.g. nmf1) when neither --method-config nor --checkpoint is given")
     p.add_argument("--method-config", help="JSON method entry (e.g. results/config/methods/sf-us-full.json)")
     p.add_argument("--params", help="JSON string of method params (with --method)")
-    p.add_argument("--checkpoint", help="model.pt of a trained method")
+    p.add_argument("--checkpoint", help="model.pt of a trained method (alone: separate with the entry it records)")
     p.add_argument("--notes", help="CSV: voice,onset_s,offset_s,midi (optional)")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=cmd_separate)
+
+    p = sub.add_parser("convert-checkpoint", help="rewrite a model.pt of the format before issue 18 (it records no "
+                       "entry) in the current one, read without running code")
+    p.add_argument("old", help="the old model.pt")
+    p.add_argument("new", help="where to write the converted checkpoint")
+    p.add_argument("--method-config", required=True, help="JSON method entry the model was trained with")
+    p.set_defaults(func=cmd_convert_checkpoint)
 
     p = sub.add_parser("evaluate", help="BSS Eval v4 + SI-SDR of one set of estimates -> Parquet")
     p.add_argument("--data", required=True)

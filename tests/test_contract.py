@@ -1,10 +1,12 @@
 """The method contract, run against every registered method (benchopt-style generic test)."""
 import numpy as np
 import pytest
+import torch
 
 from choirbench.data_prep.prepared import ExcerptSampler, load_example, make_examples
 from choirbench.methods import available, get
 from choirbench.methods.base import check_output
+from choirbench.methods.checkpoints import FORMAT
 
 
 CASES = [(name, {}) for name in available()] + [("sf", {"supervised": True}), ("sf", {"output": "synthesis"})]
@@ -20,7 +22,7 @@ def satb_example(tiny_dataset):
 @pytest.fixture(scope="module")
 def ready_method(tiny_dataset, tmp_path_factory):
     """Build each method once; trainable ones get a few training steps on the tiny dataset."""
-    cache = {}
+    cache, checkpoints = {}, {}
 
     def make(name, extra):
         key = (name, tuple(sorted(extra.items())))
@@ -36,11 +38,26 @@ def ready_method(tiny_dataset, tmp_path_factory):
                     valid = [v.__class__(**{**v.__dict__, "voices": None}) for v in valid]
                 checkpoint = method.fit(sampler, valid, tmp_path_factory.mktemp(name), seed=0)
                 method = cls(params)
-                method.load(checkpoint)
+                method.load(checkpoint)  # Method.load: the safe path (weights_only=True, checked header and entry)
+                checkpoints[key] = checkpoint
             cache[key] = method
         return cache[key]
 
+    make.checkpoints = checkpoints
     return make
+
+
+TRAINABLE = [(name, extra) for name, extra in CASES if get(name).trainable]
+
+
+@pytest.mark.parametrize("name, extra", TRAINABLE, ids=[i for i, c in zip(IDS, CASES) if c in TRAINABLE])
+def test_a_trained_checkpoint_is_plain_data_and_records_its_entry(name, extra, ready_method):
+    method = ready_method(name, extra)
+    path = ready_method.checkpoints[(name, tuple(sorted(extra.items())))]
+    state = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code can be in it
+    assert state["format"] == FORMAT and state["method"] == name and state["kind"] == "model"
+    assert state["entry"]["params"] == method.params
+    assert method.inference_params <= set(method.defaults), "inference_params must name knobs of `defaults`"
 
 
 @pytest.mark.parametrize("name, extra", CASES, ids=IDS)

@@ -310,28 +310,44 @@ def test_unsupervised_never_reads_isolated_voices(tiny_dataset, tmp_path):
     method.fit(sampler, valid, tmp_path / "run", seed=0)
 
 
+class Killed(Exception):
+    """Stands for the process being killed mid-training."""
+
+
 def test_fit_resumes_to_the_same_weights(tiny_dataset, tmp_path):
     params = {**TINY, "steps": 6, "valid_every": 3, "checkpoint_every": 2, "supervised": True}
     valid = [load_excerpt(tiny_dataset, "song4", ("S", "A", "T", "B"), ("1",) * 4, 0, 16000)]
 
-    def sampler():
-        return ExcerptSampler(tiny_dataset, "train", seed=1, excerpt_s=1.0, with_voices=True)
+    class Sampler(ExcerptSampler):
+        def __init__(self, kill_at=None):
+            super().__init__(tiny_dataset, "train", seed=1, excerpt_s=1.0, with_voices=True)
+            self.kill_at, self.batches = kill_at, 0
 
-    full = torch.load(SourceFilter(params).fit(sampler(), valid, tmp_path / "full", seed=3), weights_only=False)
-    # interrupted: stop after 4 steps (keeping last.pt), then restart with the full step count
-    SourceFilter({**params, "steps": 4}).fit(sampler(), valid, tmp_path / "cut", seed=3)
-    (tmp_path / "cut" / "model.pt").unlink()
-    resumed = torch.load(SourceFilter(params).fit(sampler(), valid, tmp_path / "cut", seed=3), weights_only=False)
+        def batch(self, size):
+            self.batches += 1
+            if self.batches == self.kill_at:
+                raise Killed
+            return super().batch(size)
+
+    full = torch.load(SourceFilter(params).fit(Sampler(), valid, tmp_path / "full", seed=3), weights_only=True)
+    # killed while computing step 5 (last.pt holds step 4), then restarted with the same settings
+    with pytest.raises(Killed):
+        SourceFilter(params).fit(Sampler(kill_at=5), valid, tmp_path / "cut", seed=3)
+    assert not (tmp_path / "cut" / "model.pt").exists()
+    restarted = Sampler()
+    resumed = torch.load(SourceFilter(params).fit(restarted, valid, tmp_path / "cut", seed=3), weights_only=True)
+    assert restarted.batches == 2  # it did resume at step 4
     assert full["step"] == resumed["step"] == 6
     for key, value in full["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
 
 
 def test_separate_shapes_outputs_and_export(tiny_dataset, tmp_path):
-    method = SourceFilter({**TINY, "steps": 1, "valid_every": 1})
+    trained = {**TINY, "steps": 1, "valid_every": 1}
+    method = SourceFilter(trained)
     sampler = ExcerptSampler(tiny_dataset, "train", seed=0, excerpt_s=1.0, with_voices=False)
     path = method.fit(sampler, [], tmp_path / "run", seed=0)
-    fresh = SourceFilter(TINY)
+    fresh = SourceFilter(trained)
     fresh.load(path)
     for J, parts in [(4, ("S", "A", "T", "B")), (2, ("S", "B"))]:
         e = load_excerpt(tiny_dataset, "song5", parts, ("1",) * J, 0, 32000)

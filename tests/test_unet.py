@@ -181,42 +181,59 @@ def test_changing_the_f0_changes_the_output(overfitted):
     assert score(right) > score(np.repeat(ex.mixture[None] / 4, 4, 0)) + 3.0
 
 
+class Killed(Exception):
+    """Stands for the process being killed mid-training."""
+
+
+class KillableSampler(ExcerptSampler):
+    def __init__(self, root, kill_at=None):
+        super().__init__(root, "train", seed=5, excerpt_s=1.0)
+        self.kill_at, self.batches = kill_at, 0
+
+    def batch(self, size):
+        self.batches += 1
+        if self.batches == self.kill_at:
+            raise Killed
+        return super().batch(size)
+
+
 def test_resume_gives_the_same_weights(tiny_dataset, tmp_path):
     params = dict(channels=[4, 8], cond_channels=[4, 4, 4], batch_size=2, valid_every=2, checkpoint_every=2,
-                  max_valid_examples=1, lr=1e-2)
+                  max_valid_examples=1, lr=1e-2, steps=8)
     valid = [load_excerpt(tiny_dataset, "song4", ("S", "A", "T", "B"), ("1",) * 4, 0, SAMPLE_RATE,
                           with_notes=False)]
 
-    def run(out, steps):
-        sampler = ExcerptSampler(tiny_dataset, "train", seed=5, excerpt_s=1.0)
-        tiny_method(**params, steps=steps).fit(sampler, valid, out, seed=7)
-        return torch.load(out / "last.pt", weights_only=False), torch.load(out / "model.pt", weights_only=False)
+    def run(out, sampler, seed=7):
+        tiny_method(**params).fit(sampler, valid, out, seed=seed)
+        return torch.load(out / "last.pt", weights_only=True), torch.load(out / "model.pt", weights_only=True)
 
-    straight_last, straight_final = run(tmp_path / "straight", 8)
-    run(tmp_path / "killed", 4)                                  # "killed" after 4 steps ...
-    resumed_last, resumed_final = run(tmp_path / "killed", 8)    # ... and restarted
-    assert resumed_last["step"] == 8
+    straight_last, straight_final = run(tmp_path / "straight", KillableSampler(tiny_dataset))
+    with pytest.raises(Killed):                                  # killed while computing step 5 ...
+        run(tmp_path / "killed", KillableSampler(tiny_dataset, kill_at=5))
+    restarted = KillableSampler(tiny_dataset)
+    resumed_last, resumed_final = run(tmp_path / "killed", restarted)    # ... and restarted
+    assert restarted.batches == 4 and resumed_last["step"] == 8          # from last.pt's step 4
     for key, value in straight_last["model"].items():
         assert torch.equal(value, resumed_last["model"][key]), key
     for key, value in straight_final["model"].items():
         assert torch.equal(value, resumed_final["model"][key]), key
     # and a different seed gives different weights (the comparison can fail)
-    other = tmp_path / "other"
-    sampler = ExcerptSampler(tiny_dataset, "train", seed=5, excerpt_s=1.0)
-    tiny_method(**params, steps=2).fit(sampler, valid, other, seed=8)
-    other_state = torch.load(other / "last.pt", weights_only=False)["model"]
-    assert any(not torch.equal(v, other_state[k]) for k, v in straight_last["model"].items())
+    other_last, _ = run(tmp_path / "other", KillableSampler(tiny_dataset), seed=8)
+    assert any(not torch.equal(v, other_last["model"][k]) for k, v in straight_last["model"].items())
 
 
-def test_load_rebuilds_the_network_from_the_checkpoint(tiny_dataset, tmp_path):
+def test_load_rebuilds_the_network_and_refuses_another_architecture(tiny_dataset, tmp_path):
     sampler = ExcerptSampler(tiny_dataset, "train", seed=0, excerpt_s=1.0)
-    trained = tiny_method(channels=[4, 8], steps=2, batch_size=2, checkpoint_every=1)
+    params = dict(channels=[4, 8], steps=2, batch_size=2, checkpoint_every=1)
+    trained = tiny_method(**params)
     path = trained.fit(sampler, [], tmp_path, seed=0)
-    fresh = UNet({"device": "cpu"})                              # default (different) widths in its config
+    fresh = tiny_method(**params)
     fresh.load(path)
-    assert fresh.params["channels"] == [4, 8]
     ex = load_excerpt(tiny_dataset, "song5", ("S", "A", "T", "B"), ("2",) * 4, 0, SAMPLE_RATE, with_notes=False)
     np.testing.assert_array_equal(fresh.separate(ex.mixture, SAMPLE_RATE, ex.f0),
                                   trained.separate(ex.mixture, SAMPLE_RATE, ex.f0))
+    # the config's (default) widths differ from the checkpoint's: an error naming the key, not a silent swap
+    with pytest.raises(ChoirbenchError, match=r"model\.pt: trained with other method params.*channels"):
+        UNet({"device": "cpu"}).load(path)
     with pytest.raises(ChoirbenchError, match="not found"):
         fresh.load(tmp_path / "missing.pt")

@@ -5,9 +5,12 @@ with :func:`register`. The harness only ever calls:
 
 * ``Method(params, device=...)`` - ``params`` from the method's config entry;
   unknown keys are an error (a config typo must not pass silently);
-* ``fit(train, valid, out_dir, seed)`` (trainable methods only) - writes
-  ``out_dir/model.pt`` and a CSV log, resumes from ``out_dir/last.pt``;
-* ``load(checkpoint)`` (trainable methods only);
+* ``fit(train, valid, out_dir, seed, provenance=None)`` (trainable methods
+  only) - writes ``out_dir/model.pt`` and a CSV log, resumes from
+  ``out_dir/last.pt`` (through :mod:`choirbench.methods.training`);
+* ``load(checkpoint, entry=None)`` (trainable methods only) - reads the file
+  safely and checks it (:mod:`choirbench.methods.checkpoints`), then hands its
+  state to the method's ``load_state``;
 * ``separate(mixture[N], sr, f0[J, T], notes) -> voices[J, N]``.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from choirbench import ChoirbenchError
+from choirbench.methods.checkpoints import load_checkpoint
 from choirbench.params import resolve_params
 
 _REGISTRY: dict[str, type["Method"]] = {}
@@ -36,6 +40,9 @@ class Method:
     """Every knob a researcher can turn, with its default value."""
     smoke_params: ClassVar[dict[str, Any]] = {}
     """Tiny settings (a few training steps, narrow layers) for the contract test."""
+    inference_params: ClassVar[frozenset[str]] = frozenset()
+    """Trainable methods: the knobs that do not shape the trained weights (output mode, device, checkpoint
+    cadence). A trained model loads under an entry that differs from its training entry only in these."""
 
     def __init__(self, params: dict | None = None, *, device: str = "cpu"):
         self.params = resolve_params(self.defaults, params or {}, where=f"methods.{self.name}.params")
@@ -46,10 +53,30 @@ class Method:
         """Whether training may see isolated voices (False: the harness hides them)."""
         return False
 
-    def fit(self, train, valid, out_dir: Path, seed: int) -> Path:  # pragma: no cover - interface
+    def training_params(self) -> dict[str, Any]:
+        """The params that shape the trained weights: all but :attr:`inference_params`."""
+        return {k: v for k, v in self.params.items() if k not in self.inference_params}
+
+    def fit(self, train, valid, out_dir: Path, seed: int,
+            provenance: dict | None = None) -> Path:  # pragma: no cover - interface
         raise NotImplementedError(f"method {self.name!r} is not trainable")
 
-    def load(self, checkpoint: Path) -> None:  # pragma: no cover - interface
+    def load(self, checkpoint: Path, entry: dict | None = None) -> None:
+        """Load ``checkpoint`` (a ``model.pt`` of this method) without running code from it.
+
+        Refused with one ChoirbenchError line naming the file when it is not a
+        valid checkpoint of this method, or when it was trained with params
+        (or, given ``entry``, entry-level training keys) other than this
+        method's, apart from :attr:`inference_params`.
+        """
+        if not self.trainable:
+            raise NotImplementedError(f"method {self.name!r} has no checkpoint")
+        state = load_checkpoint(checkpoint, method=self.name, params=self.params, defaults=self.defaults,
+                                inference_params=self.inference_params, entry=entry)
+        self.load_state(state, Path(checkpoint))
+
+    def load_state(self, state: dict, path: Path) -> None:  # pragma: no cover - interface
+        """Rebuild the trained model from a checked checkpoint's state (``state["model"]``: the weights)."""
         raise NotImplementedError(f"method {self.name!r} has no checkpoint")
 
     def separate(self, mixture: np.ndarray, sr: int, f0: np.ndarray, notes: list[np.ndarray] | None = None,

@@ -12,6 +12,7 @@ A *method entry* is one item of the config's ``methods`` block, e.g.::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -26,6 +27,7 @@ from choirbench.data_prep.f0 import to_hop_grid
 from choirbench.data_prep.release import resample_audio
 from choirbench.io import read_f0_table, read_voice_notes, read_wav, write_text, write_wav
 from choirbench.methods.base import Method, check_output, get
+from choirbench.methods.checkpoints import read_checkpoint, save_checkpoint, training_identity
 from choirbench.params import resolve_params
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,25 @@ def training_songs(data_root: Path, entry: dict) -> list[str] | None:
     return small_subset(read_manifest(data_root), entry["small_fraction"], entry["small_seed"])
 
 
+def training_entry(entry: dict) -> dict:
+    """The entry-level keys that shape what a model learns (the method's own knobs are checked by the method)."""
+    keys = ["data", "train_parts", "excerpt_s", "f0_source"] + (["small_fraction", "small_seed"]
+                                                                 if entry["data"] == "small" else [])
+    return {k: entry[k] for k in keys}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def train(data_root: Path, entry: dict, seed: int, out_dir: Path, valid_examples: Path) -> Path:
-    """Train one method entry with one seed; writes ``out_dir/model.pt`` and logs."""
+    """Train one method entry with one seed; writes ``out_dir/model.pt`` and logs.
+
+    The checkpoints record the entry and the training data's identity (hashes
+    of ``manifest.csv`` and of the validation list, the training songs), so
+    that a run resumes or reuses only a checkpoint trained on the same entry,
+    data and seed (:func:`choirbench.methods.training.train`).
+    """
     method = build(entry)
     if not method.trainable:
         raise ChoirbenchError(f"method {entry['id']!r} ({entry['model']}) is not trainable")
@@ -84,18 +103,77 @@ def train(data_root: Path, entry: dict, seed: int, out_dir: Path, valid_examples
              for row in read_examples(valid_examples).itertuples()]
     if not supervised:  # unsupervised training never sees an isolated voice, not even in validation
         valid = [dataclasses.replace(ex, voices=None) for ex in valid]
-    return method.fit(sampler, valid, out_dir, seed)
+    provenance = {"entry": entry, "training_entry": training_entry(entry),
+                  "data": {"manifest_sha256": _sha256(Path(data_root) / "manifest.csv"),
+                           "valid_sha256": _sha256(valid_examples), "songs": songs if songs is not None else "all"}}
+    return method.fit(sampler, valid, out_dir, seed, provenance=provenance)
 
 
 def load_method(entry: dict, checkpoint: Path | None) -> Method:
+    """The entry's method, with its trained model loaded (safely, and checked against the entry).
+
+    An entry with ``checkpoint_from`` uses another entry's training: only its
+    method params are checked against the checkpoint (the entry-level training
+    keys, such as ``data``, are the other entry's).
+    """
     method = build(entry)
     if method.trainable:
         if checkpoint is None:
             raise ChoirbenchError(f"method {entry['id']!r} is trained: pass --checkpoint")
-        if not Path(checkpoint).is_file():
-            raise ChoirbenchError(f"{checkpoint}: checkpoint not found")
-        method.load(Path(checkpoint))
+        method.load(Path(checkpoint), entry=None if entry.get("checkpoint_from") else training_entry(entry))
     return method
+
+
+def entry_from_checkpoint(checkpoint: Path, model: str | None = None, params: dict | None = None) -> dict:
+    """The entry a checkpoint was trained with, with ``params`` overriding its method params.
+
+    For separating with a model file alone (``choirbench separate --checkpoint``
+    without ``--method-config``): only the method's ``inference_params`` may
+    then differ from training, which :meth:`Method.load` checks.
+    """
+    state = read_checkpoint(checkpoint)
+    if model is not None and state["method"] != model:
+        raise ChoirbenchError(f"{checkpoint}: a {state['method']!r} checkpoint, not {model!r}")
+    recorded = {k: v for k, v in state["entry"].items() if k in ENTRY_DEFAULTS and k != "params"}
+    entry = resolve_params(ENTRY_DEFAULTS, recorded, where=f"{checkpoint}: entry")
+    entry["params"] = {**state["entry"].get("params", {}), **(params or {})}
+    entry["id"] = state["entry"].get("id", state["method"])
+    entry["model"] = state["method"]
+    return entry
+
+
+def convert_checkpoint(old: Path, new: Path, entry: dict) -> None:
+    """Rewrite a ``model.pt`` written before checkpoints recorded their entry (issue 18) in the current format.
+
+    ``entry`` is the entry the model was trained with; what the old file
+    records of it (sf: every param, unet: the architecture) must agree. The
+    old file is read with ``weights_only=True`` too: conversion never runs code
+    from the file. Old resume points (``last.pt``) are not converted: training
+    moves them aside and starts afresh.
+    """
+    state = read_checkpoint(old, old_format=True)
+    if "optimizer" in state:
+        raise ChoirbenchError(f"{old}: an old resume point (last.pt), not a trained model: it cannot be converted "
+                              "(training starts afresh without it)")
+    method = build(entry)
+    if not method.trainable:
+        raise ChoirbenchError(f"method {entry['id']!r} ({entry['model']}) is not trainable")
+    kind = "sf" if "arch" in state else "unet"
+    if kind != method.name:
+        raise ChoirbenchError(f"{old}: a {kind!r} checkpoint, not {method.name!r}")
+    stored = state.get("params") or state.get("unet") or {}
+    differing = sorted(k for k, v in stored.items()
+                       if k in method.params and k not in method.inference_params and method.params[k] != v)
+    if differing:
+        raise ChoirbenchError(f"{old}: trained with other params than methods.{entry['id']}.params: "
+                              + "; ".join(f"{k} (checkpoint {stored[k]!r}, entry {method.params[k]!r})"
+                                          for k in differing))
+    method.load_state(state, Path(old))  # the weights must fit the network the entry builds
+    identity = training_identity(method.name, method.training_params(), -1, {"training_entry": training_entry(entry)})
+    save_checkpoint(new, {"kind": "model", "method": method.name, "entry": {**entry, "params": dict(method.params)},
+                          "training": {**identity, "converted_from": Path(old).name}, "training_sha256": "",
+                          "model": state["model"], "step": int(state.get("step", 0)),
+                          "best_valid": float(state.get("best_valid", float("nan")))})
 
 
 def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoint: Path | None,

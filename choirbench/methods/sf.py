@@ -22,7 +22,8 @@ from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.methods import sf_dsp
 from choirbench.methods.base import Method, register
 from choirbench.methods.sf_model import Architecture, SourceFilterNet
-from choirbench.methods.training import TRAIN_DEFAULTS, TrainSettings, resolve_device, train
+from choirbench.methods.checkpoints import load_weights
+from choirbench.methods.training import RUNTIME_PARAMS, TRAIN_DEFAULTS, TrainSettings, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class SourceFilter(Method):
 
     smoke_params = {"encoder_hidden": 16, "embedding": 16, "decoder_hidden": 16, "steps": 2, "batch_size": 2,
                     "valid_every": 1, "checkpoint_every": 1, "excerpt_s": 1.0, "max_valid_examples": 1}
+
+    # how a trained model separates and where it runs: a checkpoint loads under an entry differing only in these
+    inference_params = frozenset({"output", "mask_power", "mask_fft", "mask_hop", "device"}) | RUNTIME_PARAMS
 
     def __init__(self, params: dict | None = None, *, device: str | None = None):
         super().__init__(params, device=device or "cpu")
@@ -129,7 +133,7 @@ class SourceFilter(Method):
         return sf_dsp.multiscale_spectral_loss(refs, voices, sizes)
 
     # ------------------------------------------------------------------ training
-    def fit(self, train_sampler, valid, out_dir: Path, seed: int) -> Path:
+    def fit(self, train_sampler, valid, out_dir: Path, seed: int, provenance: dict | None = None) -> Path:
         p = self.params
         supervised = bool(p["supervised"])
         if p["sample_rate"] != SAMPLE_RATE:
@@ -148,9 +152,8 @@ class SourceFilter(Method):
             return self.make_batch(raw[0], raw[1] if supervised else None, raw[2], n_samples=n_train)
 
         settings = TrainSettings.from_params(p)
-        path = train(model, self.loss, train_sampler, valid_batches, out_dir, settings, seed, to_batch=to_batch,
-                     extra={"arch": self.architecture().to_dict(), "params": dict(p)})
-        self.model = model
+        path = train(model, self.loss, train_sampler, valid_batches, out_dir, settings, seed, method=self,
+                     provenance=provenance, to_batch=to_batch)
         self.load(path)
         return path
 
@@ -170,11 +173,10 @@ class SourceFilter(Method):
                                 np.stack([e.f0 for e in chunk]).astype(np.float32), 1000 + len(batches)))
         return batches
 
-    def load(self, checkpoint: Path) -> None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        arch = Architecture(**state["arch"])
-        model = SourceFilterNet(arch)
-        model.load_state_dict(state["model"])
+    def load_state(self, state: dict, path: Path) -> None:
+        """The network from a checked checkpoint: its architecture params equal this entry's (Method.load)."""
+        model = SourceFilterNet(self.architecture())
+        load_weights(model, state["model"], path)
         self.model = model.to(self.torch_device).eval()
 
     # ------------------------------------------------------------------ inference

@@ -5,15 +5,21 @@ What it guarantees, so that methods don't each re-implement it:
 * Adam with weight decay, step-wise LR decay, early stopping on the validation
   loss (patience counted in validations);
 * a checkpoint ``last.pt`` every ``checkpoint_every`` steps, written atomically,
-  holding model, optimiser, scheduler, counters, the best weights and every RNG
-  state (torch and the data sampler), so that a run killed and restarted ends
-  exactly where an uninterrupted run ends (same seed, CPU);
+  holding model, optimiser, scheduler, counters, the best weights, every RNG
+  state (torch and the data sampler) and the log so far, so that a run killed
+  and restarted ends exactly where an uninterrupted run ends (same seed, CPU),
+  with its full ``train_log.csv``;
 * ``train_log.csv`` (step, split, loss, lr, elapsed_s) and progress in the log;
-* ``model.pt`` (the best weights) written last: its presence means "done".
+* ``model.pt`` (the best weights) written last: its presence means "done";
+* every checkpoint records the training identity (entry, data, seed) and its
+  hash, and only a matching one is resumed or reused (a stale one is moved
+  aside): see :mod:`choirbench.methods.checkpoints`, which reads and writes
+  them without pickled code and byte-reproducibly.
 
 A method supplies the model, a ``loss_fn(model, batch) -> scalar tensor``, a
-sampler with ``batch(size)``, ``get_state()``, ``set_state()`` and a fixed list
-of validation batches.
+sampler with ``batch(size)``, ``get_state()``, ``set_state()`` (a state of
+plain values, e.g. NumPy's ``bit_generator.state``) and a fixed list of
+validation batches.
 """
 from __future__ import annotations
 
@@ -28,7 +34,11 @@ from typing import Any, Callable
 
 import torch
 
+from choirbench import ChoirbenchError
 from choirbench.io import atomic_path
+from choirbench.methods.base import Method
+from choirbench.methods.checkpoints import (OldCheckpointError, describe_changes, identity_sha256, load_weights,
+                                            read_checkpoint, save_checkpoint, training_identity)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +55,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "grad_clip": 0.0,         # max gradient norm (0 = off)
     "mmap_threshold_mb": 0,   # glibc: allocations above this size go straight to the OS (0 = glibc's default)
 }
+
+RUNTIME_PARAMS = frozenset({"checkpoint_every", "mmap_threshold_mb"})
+"""Training knobs that change how a run goes, not the weights it ends with (part of a method's ``inference_params``)."""
 
 
 @dataclass
@@ -93,57 +106,73 @@ def set_mmap_threshold(megabytes: int) -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, int(megabytes) << 20))
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
-
-
 def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], sampler,
-          valid_batches: list, out_dir: Path, settings: TrainSettings, seed: int,
-          to_batch: Callable[[Any], Any] = lambda b: b, extra: dict | None = None) -> Path:
+          valid_batches: list, out_dir: Path, settings: TrainSettings, seed: int, *, method: Method,
+          provenance: dict | None = None, to_batch: Callable[[Any], Any] = lambda b: b) -> Path:
     """Train ``model`` and return the path of ``model.pt`` (see the module docstring).
 
-    ``to_batch`` turns what ``sampler.batch`` returns into what ``loss_fn``
-    takes (e.g. numpy -> tensors on the device); ``extra`` is stored in
-    ``model.pt`` (e.g. the model's hyperparameters, to rebuild it).
+    ``method`` is the method being trained (its name, params and
+    ``inference_params`` go into the checkpoints); ``provenance`` is what the
+    harness knows about the run (entry, training data identity; see
+    :func:`choirbench.methods.checkpoints.training_identity`). ``to_batch``
+    turns what ``sampler.batch`` returns into what ``loss_fn`` takes (e.g.
+    numpy -> tensors on the device).
+
+    A ``model.pt`` or ``last.pt`` already in ``out_dir`` is used only when its
+    training identity matches this run's (same hash): a finished model is
+    returned as it is, a resume point is resumed. Otherwise the file is moved
+    aside (``*.stale.pt``), a warning names what changed, and training starts
+    afresh. Raises ChoirbenchError when such a file is not a readable checkpoint.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final, last, log_path = out_dir / "model.pt", out_dir / "last.pt", out_dir / "train_log.csv"
+    identity = training_identity(method.name, method.training_params(), seed, provenance)
+    header = {"method": method.name, "training": identity, "training_sha256": identity_sha256(identity),
+              "entry": {**(provenance or {}).get("entry", {"id": method.name, "model": method.name}),
+                        "params": dict(method.params)}}
+    if _matching(final, header) is not None:
+        log.info("%s: already trained with these settings (training hash %s)", final, header["training_sha256"][:12])
+        return final
+    resume = _matching(last, header)
+
     set_mmap_threshold(settings.mmap_threshold_mb)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, settings.lr_decay_every), gamma=settings.lr_decay)
-    step, best, best_state, bad_validations, elapsed = 0, math.inf, None, 0, 0.0
+    step, best, best_state, bad_validations, elapsed, rows = 0, math.inf, None, 0, 0.0, []
 
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, best, best_state = state["step"], state["best"], state["best_state"]
-        bad_validations, elapsed = state["bad_validations"], state["elapsed_s"]
-        torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        sampler.set_state(state["sampler"])
-        _truncate_log(log_path, step)
+    if resume is not None:
+        load_weights(model, resume["model"], last)
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        step, best, best_state = resume["step"], resume["best"], resume["best_state"]
+        bad_validations, elapsed = resume["bad_validations"], resume["elapsed_s"]
+        torch.set_rng_state(resume["torch_rng"])
+        if torch.cuda.is_available() and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        sampler.set_state(resume["sampler"])
+        rows = _log_rows(resume["log"])
         log.info("resumed from %s at step %d", last, step)
-    elif log_path.exists():
-        log_path.unlink()
+    # the log is rewritten from the checkpoint: a workflow manager may have deleted the file of a killed job
+    _write_log(log_path, rows)
 
     def checkpoint() -> None:
         save_checkpoint(last, {
+            **header, "kind": "resume",
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "step": step, "best": best, "best_state": best_state, "bad_validations": bad_validations,
             "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "sampler": sampler.get_state()})
+            "sampler": sampler.get_state(), "log": _log_tensors(rows)})
 
     with open(log_path, "a", newline="") as handle:
         writer = csv.writer(handle)
-        if handle.tell() == 0:
-            writer.writerow(["step", "split", "loss", "lr", "elapsed_s"])
+
+        def log_row(*row) -> None:
+            rows.append(row)
+            writer.writerow(_format_row(row))
+
         started = time.perf_counter() - elapsed
         stop = False
         while step < settings.steps and not stop:
@@ -161,10 +190,10 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
             del batch  # before the next batch is built: two batches alive at once would raise the peak
             step += 1
             elapsed = time.perf_counter() - started
-            writer.writerow([step, "train", f"{loss.item():.6g}", f"{sched.get_last_lr()[0]:.3g}", f"{elapsed:.2f}"])
+            log_row(step, "train", loss.item(), sched.get_last_lr()[0], elapsed)
             if step % settings.valid_every == 0 or step == settings.steps:
                 valid = validate(model, loss_fn, valid_batches, to_batch)
-                writer.writerow([step, "valid", f"{valid:.6g}", f"{sched.get_last_lr()[0]:.3g}", f"{elapsed:.2f}"])
+                log_row(step, "valid", valid, sched.get_last_lr()[0], elapsed)
                 if valid < best:
                     best, bad_validations = valid, 0
                     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -181,8 +210,65 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
 
     if best_state is None:  # no validation data: keep the last weights
         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    save_checkpoint(final, {"model": best_state, "step": step, "best_valid": best, **(extra or {})})
+    save_checkpoint(final, {**header, "kind": "model", "model": best_state, "step": step, "best_valid": best})
     return final
+
+
+def _matching(path: Path, header: dict) -> dict | None:
+    """The checkpoint at ``path`` if it was written by a run with this training identity, else None.
+
+    A file from another run (or an older choirbench) is moved aside to
+    ``{stem}.stale.pt`` with a warning naming what changed: its weights must
+    never end up under the new settings.
+    """
+    if not path.is_file():
+        return None
+    try:
+        state = read_checkpoint(path)
+    except OldCheckpointError:
+        state = None
+    except ChoirbenchError as err:
+        raise ChoirbenchError(f"{err}; delete it to train afresh") from None
+    if state is not None and state.get("training_sha256") == header["training_sha256"]:
+        return state
+    changes = (describe_changes(state.get("training"), header["training"]) if state
+               else "written by an older choirbench, without a training identity")
+    aside = path.with_name(f"{path.stem}.stale.pt")
+    path.replace(aside)
+    log.warning("%s was trained under other settings (%s): moved to %s, training starts afresh",
+                path, changes, aside.name)
+    return None
+
+
+_SPLITS = ("train", "valid")
+
+
+def _format_row(row: tuple) -> list[str]:
+    step, split, loss, lr, elapsed = row
+    return [str(step), split, f"{loss:.6g}", f"{lr:.3g}", f"{elapsed:.2f}"]
+
+
+def _log_tensors(rows: list[tuple]) -> dict[str, torch.Tensor]:
+    """The log rows as tensors (compact in the checkpoint, and exact: the CSV is formatted from them)."""
+    columns = list(zip(*rows)) if rows else [()] * 5
+    return {"step": torch.tensor(columns[0], dtype=torch.int64),
+            "split": torch.tensor([_SPLITS.index(s) for s in columns[1]], dtype=torch.uint8),
+            "loss": torch.tensor(columns[2], dtype=torch.float64),
+            "lr": torch.tensor(columns[3], dtype=torch.float64),
+            "elapsed_s": torch.tensor(columns[4], dtype=torch.float64)}
+
+
+def _log_rows(log: dict[str, torch.Tensor]) -> list[tuple]:
+    columns = [log[k].tolist() for k in ("step", "split", "loss", "lr", "elapsed_s")]
+    return [(s, _SPLITS[k], loss, lr, t) for s, k, loss, lr, t in zip(*columns)]
+
+
+def _write_log(path: Path, rows: list[tuple]) -> None:
+    """``train_log.csv`` with the header and ``rows`` (atomically)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "split", "loss", "lr", "elapsed_s"])
+        writer.writerows(_format_row(r) for r in rows)
 
 
 @torch.no_grad()
@@ -193,14 +279,3 @@ def validate(model, loss_fn, valid_batches, to_batch) -> float:
     model.eval()
     total = sum(float(loss_fn(model, to_batch(b))) for b in valid_batches)
     return total / len(valid_batches)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows written after the checkpoint we resume from."""
-    if not path.is_file():
-        return
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step] if rows else []
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        csv.writer(handle).writerows(kept)

@@ -29,13 +29,14 @@ from torch import nn
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.methods.base import Method, register
-from choirbench.methods.training import TRAIN_DEFAULTS, TrainSettings, resolve_device, train
+from choirbench.methods.checkpoints import load_weights
+from choirbench.methods.training import RUNTIME_PARAMS, TRAIN_DEFAULTS, TrainSettings, resolve_device, train
 
 log = logging.getLogger(__name__)
 
 ARCH_KEYS = ("n_fft", "hop", "channels", "f0_bins", "f0_fmin", "f0_cents_per_bin", "f0_sigma",
              "cond_channels", "cond_kernel", "dropout", "leaky_slope")
-"""The hyperparameters that define the network; stored in ``model.pt`` so that ``load`` rebuilds it."""
+"""The hyperparameters that define the network (``load`` requires the checkpoint's to equal the entry's)."""
 
 PAPER_CHANNELS = [16, 32, 64, 128, 256, 512]
 """The paper's encoder widths (about 10 M parameters with the conditioning)."""
@@ -219,6 +220,9 @@ class UNet(Method):
     smoke_params = {"channels": [2, 4, 4, 8, 8, 8], "cond_channels": [4, 4, 4], "steps": 2, "batch_size": 2,
                     "valid_every": 1, "checkpoint_every": 1, "max_valid_examples": 1}
 
+    # every other knob shapes the trained weights (the masks are the network's own output)
+    inference_params = frozenset({"device"}) | RUNTIME_PARAMS
+
     def __init__(self, params: dict | None = None, *, device: str | None = None):
         super().__init__(params, device=device or "cpu")
         self._device_name = device or self.params["device"]   # an explicit device wins over the config
@@ -291,32 +295,22 @@ class UNet(Method):
             torch.manual_seed(seed)
         return ConditionedUNet(**self._arch())
 
-    def fit(self, train_sampler, valid, out_dir: Path, seed: int) -> Path:
+    def fit(self, train_sampler, valid, out_dir: Path, seed: int, provenance: dict | None = None) -> Path:
         device = self._device()
         model = self.build(seed).to(device)
         log.info("unet: %d parameters, channels %s, device %s", count_parameters(model),
                  self.params["channels"], device)
         spec = Spectrogram(self.params["n_fft"], self.params["hop"], device)
         path = train(model, lambda m, b: self._loss(m, b, spec), train_sampler, self._valid_batches(valid),
-                     Path(out_dir), TrainSettings.from_params(self.params), seed,
-                     to_batch=lambda b: self._to_batch(b, device), extra={"unet": self._arch()})
+                     Path(out_dir), TrainSettings.from_params(self.params), seed, method=self,
+                     provenance=provenance, to_batch=lambda b: self._to_batch(b, device))
         self.load(path)
         return path
 
-    def load(self, checkpoint: Path) -> None:
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise ChoirbenchError(f"{checkpoint}: U-Net checkpoint not found")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if "unet" not in state:
-            raise ChoirbenchError(f"{checkpoint}: not a U-Net checkpoint (no 'unet' hyperparameters)")
-        arch = state["unet"]
-        differing = {k: (self.params[k], v) for k, v in arch.items() if k in self.params and self.params[k] != v}
-        if differing:
-            log.warning("unet: using the checkpoint's hyperparameters, which differ from the config: %s", differing)
-        self.params.update(arch)
-        model = ConditionedUNet(**arch)
-        model.load_state_dict(state["model"])
+    def load_state(self, state: dict, path: Path) -> None:
+        """The network from a checked checkpoint: its ``ARCH_KEYS`` equal this entry's (Method.load)."""
+        model = ConditionedUNet(**self._arch())
+        load_weights(model, state["model"], path)
         self.model = model.to(self._device()).eval()
 
     @torch.no_grad()
