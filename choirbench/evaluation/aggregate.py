@@ -1,4 +1,15 @@
-"""SiSEC-style aggregation: median over frames, then over excerpts; mean +- std over seeds."""
+"""Aggregation of the long results table.
+
+Two summaries of one (method, seed, J, metric), both reported:
+
+* SiSEC median of medians: median over the 1-s frames of each (excerpt, voice),
+  then over excerpts (per voice) or over (excerpt, voice) pairs (voice ``all``);
+* the paper's pooled median: one median over every (excerpt, voice, frame) row
+  (Schulze-Forster et al. 2023; the authors' ``eval.py`` takes the median of all rows).
+
+Both skip NaN frames (silent references, see choirbench.evaluation.metrics); over
+seeds, the mean and standard deviation of either.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +20,8 @@ import pandas as pd
 from choirbench import PARTS, ChoirbenchError
 
 BOUNDS = ("mixture", "oracle")
+FRAME_KEYS = ["dataset", "J", "example_id", "voice", "frame", "metric"]
+"""What identifies one scored frame across methods and seeds."""
 
 
 def read_tables(paths: list[Path]) -> pd.DataFrame:
@@ -27,11 +40,20 @@ def per_excerpt(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_seed(table: pd.DataFrame) -> pd.DataFrame:
-    """Median over excerpts per voice and over (excerpt, voice) pairs as voice ``all``."""
+    """SiSEC: median over excerpts per voice and over (excerpt, voice) pairs as voice ``all``."""
     excerpts = per_excerpt(table)
     keys = ["dataset", "method", "seed", "J", "metric"]
     by_voice = excerpts.groupby(keys + ["voice"])["value"].median().reset_index()
     overall = excerpts.groupby(keys)["value"].median().reset_index().assign(voice="all")
+    return pd.concat([by_voice, overall], ignore_index=True)
+
+
+def pooled_per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's pooled median: one median over all (excerpt, frame) rows per voice, and over all
+    (excerpt, voice, frame) rows as voice ``all``."""
+    keys = ["dataset", "method", "seed", "J", "metric"]
+    by_voice = table.groupby(keys + ["voice"])["value"].median().reset_index()
+    overall = table.groupby(keys)["value"].median().reset_index().assign(voice="all")
     return pd.concat([by_voice, overall], ignore_index=True)
 
 
@@ -42,15 +64,61 @@ def nan_counts(table: pd.DataFrame) -> pd.DataFrame:
                          "frames": grouped.size()}).reset_index()
 
 
+def _over_seeds(values: pd.Series) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, method, J, metric, voice): mean and std over seeds."""
-    seeds = per_seed(table)
-    out = (seeds.groupby(["dataset", "method", "J", "metric", "voice"])["value"]
-           .agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, n_seeds="count")
-           .reset_index())
+    """One row per (dataset, method, J, metric, voice): SiSEC ``mean``/``std`` over seeds, the pooled
+    median's ``pooled_mean``/``pooled_std`` over seeds, seeds, excerpts and NaN frames."""
+    keys = ["dataset", "method", "J", "metric", "voice"]
+    sisec = (per_seed(table).groupby(keys)["value"]
+             .agg(mean="mean", std=_over_seeds, n_seeds="count").reset_index())
+    pooled = (pooled_per_seed(table).groupby(keys)["value"]
+              .agg(pooled_mean="mean", pooled_std=_over_seeds).reset_index())
+    out = sisec.merge(pooled, on=keys)
     n_excerpts = table.groupby(["dataset", "method", "J"])["example_id"].nunique().rename("n_excerpts")
     out = out.merge(n_excerpts.reset_index(), on=["dataset", "method", "J"])
     return out.merge(nan_counts(table), on=["dataset", "method", "J", "metric"])
+
+
+def shared_frames(table: pd.DataFrame, methods) -> pd.DataFrame:
+    """The rows of ``methods`` restricted to the frames every one of them (every seed) scored.
+
+    A frame (dataset, J, excerpt, voice, frame index, metric) is kept only when each run of each
+    method has a non-NaN value there, so that compared methods are judged on the same frames.
+    """
+    methods = list(dict.fromkeys(methods))
+    sub = table[table["method"].isin(methods)]
+    runs = sub[["method", "seed"]].drop_duplicates()
+    finite = sub[sub["value"].notna()]
+    counts = finite.groupby(FRAME_KEYS, sort=False).size()
+    keep = counts[counts == len(runs)].index
+    return sub[pd.MultiIndex.from_frame(sub[FRAME_KEYS]).isin(keep)]
+
+
+def paired_scores(table: pd.DataFrame, methods, metric: str, J: int) -> pd.DataFrame:
+    """Per (excerpt, voice): each method's median over the shared frames, averaged over its seeds.
+
+    Returns a frame indexed by (example_id, voice) with one column per method, plus a ``seed``
+    level in ``per_seed`` form (columns (method, seed)) via :func:`paired_scores_by_seed`.
+    Pairs that some method did not score at all are dropped.
+    """
+    by_seed = paired_scores_by_seed(table, methods, metric, J)
+    if by_seed.empty:
+        return pd.DataFrame(columns=list(methods))
+    return by_seed.T.groupby(level="method").mean().T[list(dict.fromkeys(methods))].dropna()
+
+
+def paired_scores_by_seed(table: pd.DataFrame, methods, metric: str, J: int) -> pd.DataFrame:
+    """Per (excerpt, voice) and run: the median over the frames all ``methods`` share; columns
+    (method, seed)."""
+    sub = table[(table["metric"] == metric) & (table["J"] == J)]
+    sub = shared_frames(sub, methods)
+    if sub.empty:
+        return pd.DataFrame()
+    medians = sub.groupby(["method", "seed", "example_id", "voice"])["value"].median()
+    return medians.unstack(["method", "seed"]).dropna()
 
 
 def method_order(methods) -> list[str]:
