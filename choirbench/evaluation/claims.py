@@ -264,12 +264,14 @@ def rests_on(methods, training: dict | None, runs: pd.DataFrame | None) -> tuple
             continue
         bad = mine[~mine["converged"]]
         if bad.empty:
-            how = sorted(set(mine["ended_by"]))
-            parts.append(f"{entry}: converged ({len(mine)} seed{'s' * (len(mine) > 1)}; {', '.join(how)})")
+            how = ", ".join(sorted(set(mine["ended_by"].replace("step budget", "plateau"))))
+            parts.append(f"{entry} converged ({len(mine)} seed{'s' * (len(mine) > 1)}: {how})")
         else:
             limited = True
-            parts.append(f"{entry}: NOT converged: " + "; ".join(f"seed {r.seed} {r.note}" for r in bad.itertuples()))
-    return limited, ("budget-limited. " if limited else "") + " | ".join(parts)
+            seeds = ", ".join(f"seed {r.seed} {100 * r.last_change:+.1f} %" if np.isfinite(r.last_change)
+                              else f"seed {r.seed} ({r.ended_by})" for r in bad.itertuples())
+            parts.append(f"{entry} not converged ({seeds})")
+    return limited, ("budget-limited: " if limited else "") + "; ".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------- claims

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from choirbench.evaluation.aggregate import BOUNDS, method_order, paired_scores, summary, voice_order
-from choirbench.evaluation.claims import ALPHA, check_claims, convergence_table, holm, signed_rank_p
+from choirbench.evaluation.claims import ALPHA, PLATEAU_TOL, check_claims, convergence_table, holm, signed_rank_p
 from choirbench.evaluation.metrics import FLOOR_DB, LOWER_IS_BETTER
 from choirbench.io import write_csv, write_text
 
@@ -193,7 +193,10 @@ def claims_markdown(claims: pd.DataFrame, runs: pd.DataFrame | None) -> str:
               f"averaged; sign flipped for MCD so d > 0 favours the first method); interval: percentile bootstrap "
               f"{100 * (1 - ALPHA):.0f} % CI of median(d); p: Wilcoxon signed-rank of the claim as stated (TOST "
               f"for 'within'), Holm-corrected within each J. **holds**: CI beyond the margin and p_holm < {ALPHA}; "
-              "**refuted**: CI entirely on the wrong side of the margin; else **inconclusive**.", ""]
+              "**refuted**: CI entirely on the wrong side of the margin; else **inconclusive**. 'rests on': the "
+              "trained models behind the row; converged = stopped early, or the validation loss changed by less "
+              f"than {100 * PLATEAU_TOL:g} % over the last third of the validations (a fitted line); else "
+              "the % change is given and the verdict is budget-limited.", ""]
     if claims.empty:
         return "\n".join(lines + ["No claim's methods ran.", ""])
     for J, sub in claims.groupby("J"):
