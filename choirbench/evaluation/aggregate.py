@@ -97,28 +97,42 @@ def shared_frames(table: pd.DataFrame, methods) -> pd.DataFrame:
     return sub[pd.MultiIndex.from_frame(sub[FRAME_KEYS]).isin(keep)]
 
 
-def paired_scores(table: pd.DataFrame, methods, metric: str, J: int) -> pd.DataFrame:
-    """Per (excerpt, voice): each method's median over the shared frames, averaged over its seeds.
+class PairedScores:
+    """Per (excerpt, voice): each run's median over the frames that all compared methods share.
 
-    Returns a frame indexed by (example_id, voice) with one column per method, plus a ``seed``
-    level in ``per_seed`` form (columns (method, seed)) via :func:`paired_scores_by_seed`.
-    Pairs that some method did not score at all are dropped.
+    Built on one pivot of the long table per (metric, J) (rows: dataset, excerpt, voice, frame;
+    columns: method, seed), so that many comparisons on one table stay cheap. The frame rule is
+    :func:`shared_frames`'.
     """
-    by_seed = paired_scores_by_seed(table, methods, metric, J)
-    if by_seed.empty:
-        return pd.DataFrame(columns=list(methods))
-    return by_seed.T.groupby(level="method").mean().T[list(dict.fromkeys(methods))].dropna()
 
+    def __init__(self, table: pd.DataFrame):
+        self.table = table
+        self._wide: dict[tuple[str, int], pd.DataFrame] = {}
 
-def paired_scores_by_seed(table: pd.DataFrame, methods, metric: str, J: int) -> pd.DataFrame:
-    """Per (excerpt, voice) and run: the median over the frames all ``methods`` share; columns
-    (method, seed)."""
-    sub = table[(table["metric"] == metric) & (table["J"] == J)]
-    sub = shared_frames(sub, methods)
-    if sub.empty:
-        return pd.DataFrame()
-    medians = sub.groupby(["method", "seed", "example_id", "voice"])["value"].median()
-    return medians.unstack(["method", "seed"]).dropna()
+    def wide(self, metric: str, J: int) -> pd.DataFrame:
+        key = (metric, int(J))
+        if key not in self._wide:
+            sub = self.table[(self.table["metric"] == metric) & (self.table["J"] == J)]
+            index = ["dataset", "example_id", "voice", "frame", "method", "seed"]
+            self._wide[key] = sub.set_index(index)["value"].unstack(["method", "seed"])
+        return self._wide[key]
+
+    def by_seed(self, methods, metric: str, J: int) -> pd.DataFrame:
+        """Columns (method, seed); rows (dataset, example_id, voice); empty when a method is missing."""
+        methods = list(dict.fromkeys(methods))
+        wide = self.wide(metric, J)
+        if wide.empty or not set(methods) <= set(wide.columns.get_level_values("method")):
+            return pd.DataFrame()
+        sub = wide.loc[:, wide.columns.get_level_values("method").isin(methods)]
+        sub = sub[sub.notna().all(axis=1)]
+        return sub.groupby(level=["dataset", "example_id", "voice"]).median()
+
+    def seed_mean(self, methods, metric: str, J: int) -> pd.DataFrame:
+        """One column per method: :meth:`by_seed` averaged over each method's seeds."""
+        by_seed = self.by_seed(methods, metric, J)
+        if by_seed.empty:
+            return pd.DataFrame(columns=list(dict.fromkeys(methods)))
+        return by_seed.T.groupby(level="method").mean().T[list(dict.fromkeys(methods))]
 
 
 def method_order(methods) -> list[str]:

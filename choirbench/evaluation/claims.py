@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.stats
 
 from choirbench import ChoirbenchError
-from choirbench.evaluation.aggregate import paired_scores, paired_scores_by_seed
+from choirbench.evaluation.aggregate import PairedScores
 from choirbench.evaluation.metrics import LOWER_IS_BETTER
 
 ALPHA = 0.05
@@ -276,15 +276,15 @@ def rests_on(methods, training: dict | None, runs: pd.DataFrame | None) -> tuple
 
 # ------------------------------------------------------------------------------------------------- claims
 
-def contrast_differences(table: pd.DataFrame, claim: Claim, metric: str, J: int) -> tuple[np.ndarray, list[float]]:
+def contrast_differences(scores: PairedScores, claim: Claim, metric: str, J: int) -> tuple[np.ndarray, list[float]]:
     """Paired differences d over (excerpt, voice) (seed-averaged), and the median d per training seed."""
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    scores = paired_scores(table, claim.methods, metric, J)
-    if scores.empty:
+    by_seed = scores.by_seed(claim.methods, metric, J)
+    if by_seed.empty:
         return np.array([]), []
-    clipped = scores.clip(-DB_CAP, DB_CAP)
-    d = sign * sum(coef * clipped[m] for m, coef in claim.contrast)
-    by_seed = paired_scores_by_seed(table, claim.methods, metric, J).clip(-DB_CAP, DB_CAP)
+    by_seed = by_seed.clip(-DB_CAP, DB_CAP)
+    means = by_seed.T.groupby(level="method").mean().T
+    d = sign * sum(coef * means[m] for m, coef in claim.contrast)
     seeds = sorted({s for _, s in by_seed.columns})
     per_seed = []
     if len(seeds) > 1:
@@ -304,7 +304,8 @@ def check_claims(table: pd.DataFrame, training: dict | None = None,
     ``table``: the long results table; ``training``: method id -> {"trained_by", "steps", "patience"}
     for the trainable entries; ``runs``: :func:`convergence_table` of their train logs.
     """
-    present = set(table["method"])
+    present, measured = set(table["method"].unique()), set(table["metric"].unique())
+    scores = PairedScores(table)
     rows = []
     for J in sorted(table["J"].unique()):
         first = len(rows)
@@ -313,9 +314,9 @@ def check_claims(table: pd.DataFrame, training: dict | None = None,
                 continue
             limited, note = rests_on(claim.methods, training, runs)
             for metric in claim.metrics:
-                if metric not in set(table["metric"]):
+                if metric not in measured:
                     continue
-                d, per_seed = contrast_differences(table, claim, metric, int(J))
+                d, per_seed = contrast_differences(scores, claim, metric, int(J))
                 lo, hi = bootstrap_median_ci(d)
                 rows.append({"claim": claim.text, "J": int(J), "metric": metric, "contrast": claim.label,
                              "kind": claim.kind, "margin": claim.margin, "n_pairs": len(d),

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from choirbench.evaluation.aggregate import BOUNDS, method_order, paired_scores, summary, voice_order
-from choirbench.evaluation.claims import ALPHA, PLATEAU_TOL, check_claims, convergence_table, holm, signed_rank_p
+from choirbench.evaluation.aggregate import BOUNDS, PairedScores, method_order, summary, voice_order
+from choirbench.evaluation.claims import ALPHA, DB_CAP, PLATEAU_TOL, check_claims, convergence_table, holm, signed_rank_p
 from choirbench.evaluation.metrics import FLOOR_DB, LOWER_IS_BETTER
 from choirbench.io import write_csv, write_text
 
@@ -33,7 +33,7 @@ def _cell(mean: float, std: float, n_seeds: int) -> str:
     return f"{mean:.2f} ± {std:.2f}" if n_seeds > 1 else f"{mean:.2f}"
 
 
-def best_markers(table: pd.DataFrame, stats: pd.DataFrame, J: int, metric: str) -> dict[str, str]:
+def best_markers(scores: PairedScores, stats: pd.DataFrame, J: int, metric: str) -> dict[str, str]:
     """Method -> marker for one metric's ``all`` column (see the module docstring)."""
     sub = stats[(stats["J"] == J) & (stats["metric"] == metric) & (stats["voice"] == "all")]
     sub = sub[~sub["method"].isin(BOUNDS) & np.isfinite(sub["mean"])]
@@ -44,8 +44,8 @@ def best_markers(table: pd.DataFrame, stats: pd.DataFrame, J: int, metric: str) 
     others = [m for m in sub["method"] if m != best]
     p_values = []
     for other in others:
-        scores = paired_scores(table, [best, other], metric, J)
-        d = (scores[best] - scores[other]).clip(-1e3, 1e3).to_numpy() if len(scores) else np.array([])
+        pair = scores.seed_mean([best, other], metric, J).clip(-DB_CAP, DB_CAP)
+        d = (pair[best] - pair[other]).to_numpy(float) if len(pair) else np.array([])
         p_values.append(signed_rank_p(d, "two-sided") if len(d) else np.nan)
     markers = {best: BEST}
     for other, p_adj in zip(others, holm(p_values)):
@@ -61,22 +61,26 @@ def wide_table(stats: pd.DataFrame, J: int, table: pd.DataFrame | None = None) -
     sub = stats[stats["J"] == J]
     voices = [v for v in voice_order(sub["voice"]) if v != "all"]
     metrics = [m for m in TABLE_METRICS if m in set(sub["metric"])]
-    markers = {m: best_markers(table, stats, J, m) for m in metrics} if table is not None else {}
+    scores = PairedScores(table) if table is not None else None
+    markers = {m: best_markers(scores, stats, J, m) for m in metrics} if scores is not None else {}
     floored = {}
     if table is not None:
         si = table[(table["J"] == J) & (table["metric"] == "SI-SDR")]
-        floored = si.groupby("method")["value"].apply(lambda v: int((v == FLOOR_DB).sum())).to_dict()
+        floored = si["value"].eq(FLOOR_DB).groupby(si["method"]).sum().astype(int).to_dict()
+    cells = sub.set_index(["method", "metric", "voice"])
     rows = []
     for method in method_order(sub["method"]):
         m = sub[sub["method"] == method]
         row = {"method": method}
 
         def cell(metric, voice, pooled=False):
-            hit = m[(m["metric"] == metric) & (m["voice"] == voice)]
-            if not len(hit):
+            key = (method, metric, voice)
+            if key not in cells.index:
                 return ""
-            cols = ["pooled_mean", "pooled_std", "n_seeds"] if pooled else ["mean", "std", "n_seeds"]
-            return _cell(*hit[cols].iloc[0])
+            hit = cells.loc[key]
+            if pooled:
+                return _cell(hit["pooled_mean"], hit["pooled_std"], hit["n_seeds"])
+            return _cell(hit["mean"], hit["std"], hit["n_seeds"])
 
         for metric in metrics:
             if metric in VOICE_METRICS:
