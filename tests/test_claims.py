@@ -131,3 +131,13 @@ def test_check_claims_gives_interval_p_value_verdict_and_budget_note(tmp_path):
     assert claims["p_holm"].ge(claims["p_value"]).all()
     text = claims_markdown(claims.reset_index(), runs)
     assert "had not converged" in text.splitlines()[2] and "budget-limited" in text
+
+
+def test_a_table_given_twice_is_refused(tmp_path):
+    from choirbench.evaluation.aggregate import read_tables
+
+    path = tmp_path / "J2.parquet"
+    long_table({"nmf1": np.zeros((1, 1, 2))}).to_parquet(path, index=False)
+    assert len(read_tables([path])) == 2
+    with pytest.raises(ChoirbenchError, match="nmf1 seed 0 J=2 twice"):
+        read_tables([path, path])

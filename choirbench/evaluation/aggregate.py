@@ -30,7 +30,17 @@ def read_tables(paths: list[Path]) -> pd.DataFrame:
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
         raise ChoirbenchError(f"metric tables not found: {', '.join(missing)}")
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    keys = ["method", "seed", *FRAME_KEYS]
+    missing_cols = set(keys + ["value"]) - set(table.columns)
+    if missing_cols:
+        raise ChoirbenchError(f"metric tables lack columns {', '.join(sorted(missing_cols))}")
+    dup = table.duplicated(keys)
+    if dup.any():
+        first = table.loc[dup.idxmax()]
+        raise ChoirbenchError(f"metric tables score {first['method']} seed {first['seed']} J={first['J']} twice "
+                              "(the same table given twice?)")
+    return table
 
 
 def per_excerpt(table: pd.DataFrame) -> pd.DataFrame:
