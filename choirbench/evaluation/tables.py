@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from choirbench.evaluation.aggregate import BOUNDS, PairedScores, method_order, summary, voice_order
-from choirbench.evaluation.claims import ALPHA, DB_CAP, PLATEAU_TOL, check_claims, convergence_table, holm, signed_rank_p
+from choirbench.evaluation.claims import (ALPHA, CLAIM_METRICS, DB_CAP, MAGNITUDE_CLAIM_METRICS, PLATEAU_TOL,
+                                          check_claims, convergence_table, holm, signed_rank_p)
 from choirbench.evaluation.metrics import FLOOR_DB, LOWER_IS_BETTER
 from choirbench.io import write_csv, write_text
 
@@ -203,6 +204,18 @@ def claims_markdown(claims: pd.DataFrame, runs: pd.DataFrame | None) -> str:
               "the % change is given and the verdict is budget-limited.", ""]
     if claims.empty:
         return "\n".join(lines + ["No claim's methods ran.", ""])
+    masking = claims[claims["claim"] == "masking beats direct synthesis"]
+    if len(masking):
+        lines.append("**Finding 4 (masking beats synthesis) on both kinds of metric:**")
+        for J, sub in masking.groupby("J"):
+            kinds = []
+            for name, group in (("waveform", CLAIM_METRICS), ("magnitude", MAGNITUDE_CLAIM_METRICS)):
+                hit = sub[sub["metric"].isin(group)]
+                if len(hit):
+                    kinds.append(f"{name} " + ", ".join(f"{m}: {v}" for m, v in zip(hit["metric"], hit["verdict"])))
+            limited = " (budget-limited)" if sub["budget_limited"].astype(bool).any() else ""
+            lines.append(f"- J = {J}: " + "; ".join(kinds) + limited)
+        lines.append("")
     for J, sub in claims.groupby("J"):
         view = pd.DataFrame({
             "claim": sub["claim"], "metric": sub["metric"],
