@@ -99,7 +99,18 @@ def cmd_tables(args) -> None:
     from choirbench.evaluation.aggregate import read_tables
     from choirbench.evaluation.tables import write_tables
 
-    write_tables(read_tables([Path(p) for p in args.metrics]), Path(args.out), args.dataset)
+    training = None
+    if args.training is not None:
+        try:
+            training = json.loads(args.training)
+        except json.JSONDecodeError as err:
+            raise ChoirbenchError(f"--training: not JSON ({err})") from None
+        if not isinstance(training, dict) or not all(isinstance(v, dict) and "trained_by" in v
+                                                     for v in training.values()):
+            raise ChoirbenchError('--training: expected {"method": {"trained_by": ..., "steps": ..., '
+                                  '"patience": ...}, ...}')
+    write_tables(read_tables([Path(p) for p in args.metrics]), Path(args.out), args.dataset,
+                 training=training, train_logs=[Path(p) for p in args.train_logs])
 
 
 def cmd_figures(args) -> None:
@@ -201,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-config", required=True, help="JSON method entry the model was trained with")
     p.set_defaults(func=cmd_convert_checkpoint)
 
-    p = sub.add_parser("evaluate", help="BSS Eval v4 + SI-SDR of one set of estimates -> Parquet")
+    p = sub.add_parser("evaluate", help="BSS Eval v4, SI-SDR(i), spectral SNRs, MCD of one set of estimates -> Parquet")
     p.add_argument("--data", required=True)
     p.add_argument("--examples", required=True)
     p.add_argument("--estimates", required=True)
@@ -213,10 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("tables", help="aggregate metric tables into CSV/Markdown/LaTeX")
+    p = sub.add_parser("tables", help="aggregate metric tables into CSV/Markdown/LaTeX; test the claims")
     p.add_argument("--dataset", required=True)
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--train-logs", nargs="*", default=[], help="train_log.csv of every trained model")
+    p.add_argument("--training", help='JSON: {"method": {"trained_by": entry, "steps": N, "patience": N}} '
+                                      "for every trainable method entry (convergence notes in claims.md)")
     p.set_defaults(func=cmd_tables)
 
     p = sub.add_parser("figures", help="box plots per J and training curves")

@@ -65,7 +65,10 @@ def test_workflow_writes_tables_figures_and_estimates(two_runs):
     assert "nmf2-score-f0" in set(summary["method"])
     table = pd.read_parquet(out / "metrics" / "tiny" / "oracle" / "seed0" / "J2.parquet")
     assert list(table.columns) == ["dataset", "method", "seed", "J", "example_id", "voice", "frame", "metric", "value"]
-    assert set(table["metric"]) == {"SDR", "ISR", "SIR", "SAR", "SI-SDR"}
+    assert set(table["metric"]) == {"SDR", "ISR", "SIR", "SAR", "SI-SDR", "SI-SDRi", "spec-SNR", "spec-SI-SNR", "MCD"}
+    claims = pd.read_csv(out / "tables" / "tiny" / "claims.csv")
+    assert len(claims) and claims["verdict"].isin(["holds", "refuted", "inconclusive"]).all()
+    assert claims[["ci_low", "ci_high", "p_holm"]].notna().all().all()
 
 
 def test_same_config_gives_identical_tables(two_runs):

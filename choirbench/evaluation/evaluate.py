@@ -10,19 +10,37 @@ from tqdm import tqdm
 
 from choirbench import SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.prepared import load_example, read_examples
-from choirbench.evaluation.metrics import BSS_METRICS, bss_eval_v4, si_sdr
+from choirbench.evaluation.metrics import (BSS_METRICS, FLOOR_DB, MAGNITUDE_METRICS, bss_eval_v4, magnitude_metrics,
+                                           si_sdr)
 from choirbench.io import atomic_path, read_wav
 
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ["dataset", "method", "seed", "J", "example_id", "voice", "frame", "metric", "value"]
 FRAME_SECONDS = 1.0
+METRICS = (*BSS_METRICS, "SI-SDR", "SI-SDRi", *MAGNITUDE_METRICS)
+"""Every metric of the long table (see choirbench.evaluation.metrics for definitions and the silence policy)."""
 
 
-def score_example(references: np.ndarray, estimates: np.ndarray, frame: int) -> dict[str, np.ndarray]:
-    """Every metric for one excerpt: name -> [J, frames]."""
+def score_example(references: np.ndarray, estimates: np.ndarray, frame: int,
+                  mixture: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every metric for one excerpt: name -> [J, frames].
+
+    ``references`` and ``estimates`` are [J, N]; ``mixture`` [N] (default: the sum of the references).
+    SI-SDRi is the SI-SDR improvement over the mixture ÷ J taken as every voice's estimate (the
+    baseline recent choir-separation papers report against), frame by frame, both SI-SDRs capped
+    at +80 dB (= -FLOOR_DB).
+    """
+    references = np.asarray(references, dtype=np.float64)
+    mixture = references.sum(0) if mixture is None else np.asarray(mixture, dtype=np.float64)
+    J = len(references)
     scores = bss_eval_v4(references, estimates, win=frame, hop=frame)
     scores["SI-SDR"] = si_sdr(references, estimates, win=frame, hop=frame)
+    baseline = si_sdr(references, np.broadcast_to(mixture / J, references.shape), win=frame, hop=frame)
+    # both terms capped at -FLOOR_DB: where the other voices are silent the mixture is a scaled copy of
+    # the voice (+inf dB), and an improvement over a perfect baseline is not worth -inf
+    scores["SI-SDRi"] = np.minimum(scores["SI-SDR"], -FLOOR_DB) - np.minimum(baseline, -FLOOR_DB)
+    scores.update(magnitude_metrics(references, estimates, win=frame, hop=frame, sample_rate=SAMPLE_RATE))
     return scores
 
 
@@ -45,7 +63,7 @@ def evaluate_set(data_root: Path, examples_csv: Path, estimates_dir: Path, *, da
     for row in tqdm(list(examples.itertuples()), desc=f"evaluate {method} J={J}", disable=None):
         ex = load_example(data_root, row, excerpt_s=excerpt_s)
         est = read_estimates(Path(estimates_dir) / ex.example_id, ex.parts, len(ex.mixture))
-        for metric, values in score_example(ex.voices, est, frame).items():
+        for metric, values in score_example(ex.voices, est, frame, ex.mixture).items():
             J_, T = values.shape
             chunks.append(pd.DataFrame({
                 "example_id": ex.example_id, "voice": np.repeat(ex.parts, T),
@@ -57,8 +75,12 @@ def evaluate_set(data_root: Path, examples_csv: Path, estimates_dir: Path, *, da
     table.insert(0, "dataset", dataset)
     n_nan = int(table["value"].isna().sum())
     if n_nan:
-        log.warning("%s seed %d J=%d: %d of %d frame scores are NaN (silent frames), skipped in aggregates",
+        log.warning("%s seed %d J=%d: %d of %d frame scores are NaN (silent reference), skipped in aggregates",
                     method, seed, J, n_nan, len(table))
+    n_silent = int((table["metric"].eq("SI-SDR") & table["value"].eq(FLOOR_DB)).sum())
+    if n_silent:
+        log.warning("%s seed %d J=%d: %d voice frames have a silent estimate of a sounding reference, scored "
+                    "%.0f dB (a failure)", method, seed, J, n_silent, FLOOR_DB)
     return table[TABLE_COLUMNS]
 
 
@@ -67,4 +89,4 @@ def write_table(table: pd.DataFrame, path: Path) -> None:
         table.to_parquet(tmp, index=False)
 
 
-__all__ = ["BSS_METRICS", "TABLE_COLUMNS", "evaluate_set", "score_example", "write_table"]
+__all__ = ["BSS_METRICS", "METRICS", "TABLE_COLUMNS", "evaluate_set", "score_example", "write_table"]

@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 from choirbench.evaluation.aggregate import BOUNDS, method_order, per_excerpt  # noqa: E402
 from choirbench.io import atomic_path  # noqa: E402
 
-BOX_METRICS = ("SDR", "SI-SDR", "SIR", "SAR")
+BOX_METRICS = ("SDR", "SI-SDR", "SIR", "SAR", "spec-SI-SNR", "MCD")
+UNITS = {"MCD": "MCD (lower is better)"}
 
 
 def _save(fig, path: Path) -> None:
@@ -50,7 +51,7 @@ def boxplots(table: pd.DataFrame, J: int, path: Path, title: str = "") -> None:
         _clip_to_real_methods(ax, boxes, methods, values)
         ax.set_xticks(range(1, len(methods) + 1), methods, rotation=60, ha="right", fontsize=8)
         ax.set_title(metric)
-        ax.set_ylabel("dB")
+        ax.set_ylabel(UNITS.get(metric, "dB"))
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or f"J = {J}")
     fig.tight_layout()

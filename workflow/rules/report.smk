@@ -1,11 +1,27 @@
 # Tables, figures and the HTML report (written by `snakemake --report` when the run succeeds).
 
 
+def training_settings():
+    """JSON for `choirbench tables --training`: each trainable entry's trained model and its step
+    budget and patience (resolved with the method's defaults), for the claims' convergence notes."""
+    from choirbench.params import resolve_params
+
+    out = {}
+    for m in ENABLED:
+        if trainable(m):
+            entry = trained_by(m)
+            params = resolve_params(get_method(METHODS[entry]["model"]).defaults,
+                                    METHODS[entry].get("params") or {}, f"methods.{entry}.params")
+            out[m] = {"trained_by": entry, "steps": params.get("steps"), "patience": params.get("patience")}
+    return json.dumps(out, sort_keys=True)
+
+
 rule tables:
     message:
         "Aggregating the results of {wildcards.dataset} into tables"
     input:
-        lambda w: metric_tables(w.dataset),
+        metrics=lambda w: metric_tables(w.dataset),
+        logs=lambda w: train_logs(w.dataset),
     output:
         tables=report(
             expand("results/tables/{{dataset}}/J{J}.md", J=config["J"]),
@@ -23,12 +39,15 @@ rule tables:
             category="Tables",
         ),
         summary="results/tables/{dataset}/summary.csv",
+    params:
+        training=training_settings(),
     conda:
         "../envs/choirbench.yaml"
     log:
         "results/logs/tables/{dataset}.log",
     shell:
-        "choirbench tables --dataset {wildcards.dataset} --metrics {input} "
+        "choirbench tables --dataset {wildcards.dataset} --metrics {input.metrics} "
+        "--train-logs {input.logs} --training '{params.training}' "
         "--out results/tables/{wildcards.dataset} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
