@@ -194,8 +194,12 @@ def check_audio(report: Report, path: Path) -> sf._SoundFileInfo | None:
 
 
 def check_lengths(report: Report, song: str, infos: dict, tolerance_s: float) -> None:
-    """Stems of one song (name -> header) last the same within ``tolerance_s`` seconds."""
-    seconds = {name: info.frames / info.samplerate for name, info in infos.items() if info is not None}
+    """Stems of one song (path -> header) last the same within ``tolerance_s`` seconds.
+
+    Stems already reported (truncated, unreadable, ...) are left out: their length says nothing more.
+    """
+    seconds = {name: info.frames / info.samplerate for name, info in infos.items()
+               if info is not None and info.samplerate and not report.failed(name)}
     if len(seconds) < 2:
         return
     longest = max(seconds.values())
