@@ -149,7 +149,9 @@ def cmd_validate(args) -> None:
     else:
         kind, params = args.kind, {"root": args.root}
     report = v.validate(kind, params, checksums=Path(args.checksums) if args.checksums else None)
-    if args.write_checksums:
+    if args.write_checksums and report.problems:  # a list to trust later must come from a clean copy
+        report.notes.append(f"{args.write_checksums} not written: this copy has problems (below)")
+    elif args.write_checksums:
         n = v.write_checksums(report, Path(args.write_checksums))
         report.notes.append(f"sha256 of {n} files written to {args.write_checksums} "
                             f"(check later copies with --checksums {args.write_checksums})")

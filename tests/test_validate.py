@@ -70,7 +70,8 @@ def test_every_problem_of_a_broken_csd_copy_is_reported_in_one_run(tmp_path, cap
     (root / "CSD_ER_alto_1.wav").unlink()                                       # a missing stem
     truncated = root / "CSD_LI_soprano_1.wav"                                   # cut short (interrupted copy)
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
-    (root / "CSD_LI_alto_1.wav").write_bytes(b"\x00garbage" * 100)                # not a WAV at all
+    (root / "CSD_LI_alto_1.wav").write_bytes(b"\x00garbage" * 100)                # not a WAV at all,
+    write_table(root / "CSD_LI_alto_1.f0", [0.0, 0.01], [0.9, 0.8])            # and its F0 a confidence
     audio, f0 = tone(PART_HZ["B"], 1.2, sr)                                    # a stem 2.3 s shorter
     write_wav(root / "CSD_ND_bass_1.wav", audio, sr)
     write_table(root / "CSD_ND_bass_1.f0", *frame_f0(f0, sr, 256 / sr))
@@ -86,10 +87,11 @@ def test_every_problem_of_a_broken_csd_copy_is_reported_in_one_run(tmp_path, cap
     assert "[length]" in lines["CSD_ND_bass_1.wav"] and "less than the longest stem of Nino_Dios" in lines[
         "CSD_ND_bass_1.wav"]
     assert "[f0]" in lines["CSD_ND_tenor_1.f0"] and "milliseconds" in lines["CSD_ND_tenor_1.f0"]
+    assert "[f0]" in lines["CSD_LI_alto_1.f0"] and "outside the voiced F0 range" in lines["CSD_LI_alto_1.f0"]
     assert set(lines) == {"CSD_ER_alto_1.wav", "CSD_LI_soprano_1.wav", "CSD_LI_alto_1.wav", "CSD_ND_bass_1.wav",
-                          "CSD_ND_tenor_1.f0"}
-    assert "problems: f0 1, length 1, missing 1, truncated 1, unreadable 1" in out
-    assert "OK: 16 files" in out  # 11 WAVs + the 9 F0 files of readable stems - 5 with problems + 1 missing
+                          "CSD_ND_tenor_1.f0", "CSD_LI_alto_1.f0"}
+    assert "problems: f0 2, length 1, missing 1, truncated 1, unreadable 1" in out
+    assert "OK: 17 files" in out  # 11 WAVs + their 11 F0 files + 1 missing WAV - 6 files with problems
     assert all("-> fix: " in line for line in lines.values())
 
 
@@ -194,6 +196,22 @@ def test_stems_kind_and_recorded_checksums(tmp_path, capsys):
     code, out = run(capsys, "--kind", "stems", "--root", tmp_path / "mine", "--checksums", sums)
     lines = problem_lines(out)
     assert code == 1 and "[checksum]" in lines["song1/alto.wav"] and "[f0]" in lines["song1/bass.csv"]
+    code, out = run(capsys, "--kind", "stems", "--root", tmp_path / "mine", "--write-checksums", tmp_path / "new")
+    assert code == 1 and "not written: this copy has problems" in out and not (tmp_path / "new").exists()
+
+
+def test_bcbq_segment_without_a_voice(tmp_path, capsys):
+    sr = 16000
+    for k in (1, 2):
+        for v, part in zip("satb", PARTS):
+            audio, _ = tone(PART_HZ[part], 1.0, sr)
+            write_wav(tmp_path / "BC" / "audio_16kHz" / f"1_BC001_part{k}_{v}_1ch.wav", audio, sr)
+    code, out = run(capsys, "--kind", "bcbq", "--root", tmp_path)
+    assert code == 0 and "OK: 8 files" in out and "BC/BQ is commercial" in out
+    (tmp_path / "BC" / "audio_16kHz" / "1_BC001_part2_t_1ch.wav").unlink()
+    code, out = run(capsys, "--kind", "bcbq", "--root", tmp_path)
+    lines = problem_lines(out)
+    assert code == 1 and list(lines) == ["BC/audio_16kHz/1_BC001_part2_t_1ch.wav"] and "[missing]" in out
 
 
 def test_dataset_from_config_and_usage_errors(tmp_path, capsys):

@@ -32,6 +32,7 @@ import soundfile as sf
 
 from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import file_digest, read_sha256_list
+from choirbench.data_prep.f0 import read_f0_table
 from choirbench.data_prep.release import LENGTH_WARN_S, release_root, select
 from choirbench.io import END_TOL_S, audio_info, atomic_path, read_notes, write_csv
 
@@ -340,10 +341,12 @@ def validate_csd(report: Report, params: dict) -> None:
         infos = {}
         for (part, singer), wav in sorted(stems.items()):
             info = infos[wav] = check_audio(report, wav)
-            if info is None or report.failed(wav):
+            f0_path = wav.with_suffix(".f0")
+            if info is None or report.failed(wav):  # the annotation is still read, without its length rule
+                if f0_path.is_file():
+                    check_f0(report, f0_path, lambda f0_path=f0_path: read_f0_table(f0_path))
                 continue
             proxy = np.zeros(length_16k(info), dtype=np.float32)  # read_annotation uses only its length
-            f0_path = wav.with_suffix(".f0")
             crepe = wav.parent.parent / "crepe_f0_center"
             frequency, confidence = crepe / f"{wav.stem}_frequency.npy", crepe / f"{wav.stem}_confidence.npy"
             if f0_path.is_file():
@@ -382,16 +385,16 @@ def validate_cantoria(report: Report, params: dict) -> None:
                 report.add(any_wav.with_name(f"Cantoria_{song}_{part}.wav"), "missing", f"no {part} stem for {song}")
                 continue
             info = infos[wav] = check_audio(report, wav)
-            if info is None or report.failed(wav):
-                continue
+            # a stem that failed: its annotation is still read, without the rule on its length
+            duration = None if info is None or report.failed(wav) else length_16k(info) / SAMPLE_RATE
             try:
                 f0_file = cantoria.annotation_path(wav, params["f0_annotation"])
             except ChoirbenchError as err:
                 folder = {"pyin": "F0_pyin", "crepe": "F0_crepe"}.get(params["f0_annotation"], "F0")
                 report.add(wav.parent.parent / folder / f"{wav.stem}.csv", "missing", str(err))
                 continue
-            check_f0(report, f0_file, lambda wav=wav, info=info:
-                     cantoria.read_annotation(wav, params, length_16k(info) / SAMPLE_RATE))
+            check_f0(report, f0_file, lambda wav=wav, duration=duration:
+                     cantoria.read_annotation(wav, params, duration))
         check_lengths(report, song, infos, LENGTH_WARN_S)
 
 
@@ -498,7 +501,7 @@ def validate_stems(report: Report, params: dict) -> None:
             if info is None:
                 continue
             check_f0(report, path, lambda path=path, info=info, wav=stems[key]:
-                     kind.read_f0_table(path, duration_s=length_16k(info) / SAMPLE_RATE, audio=wav.name,
+                     read_f0_table(path, duration_s=length_16k(info) / SAMPLE_RATE, audio=wav.name,
                                         confidence_threshold=threshold))
         missing = [stems[k].name for k in sorted(stems) if k not in f0_files]
         if missing and params["f0"] == "files":
