@@ -132,8 +132,8 @@ class Report:
             for p in by_file.get(rel, []) or [None]:
                 rows.append({**base, "problem": p.problem if p else "", "detail": p.detail if p else "",
                              "fix": p.fix if p else ""})
-        write_csv(path, pd.DataFrame(rows, columns=["file", "problem", "detail", "fix", "samplerate", "channels",
-                                                    "seconds"]))
+        frame = pd.DataFrame(rows, columns=["file", "problem", "detail", "fix", "samplerate", "channels", "seconds"])
+        write_csv(path, frame.astype({"samplerate": "Int64", "channels": "Int64"}))
 
 
 # ----------------------------------------------------------------------------- per-file checks
@@ -420,15 +420,17 @@ def validate_dagstuhl(report: Report, params: dict) -> None:
             for wav in by_mic.values():  # every mic's file must be readable, used or not
                 info = check_audio(report, wav)
                 infos.setdefault(wav, info)
-            mic = next((m for m in mics if m in by_mic), None)
-            if mic is None or report.failed(by_mic[mic]) or infos[by_mic[mic]] is None:
+            mic = next((m for m in mics if m in by_mic), None)  # the converter's choice of stem
+            if mic is None:
                 continue
             found = dagstuhl.annotation_file(base, song, part, singer, [mic] + mics, params)
             if found is None:
                 report.notes.append(f"{song} {part}{singer} has no F0 annotation: the converter estimates it "
                                     "with pYIN")
                 continue
-            duration = length_16k(infos[by_mic[mic]]) / SAMPLE_RATE
+            info = infos[by_mic[mic]]
+            # a stem that failed: its annotation is still read, without the rule on its length
+            duration = None if info is None or report.failed(by_mic[mic]) else length_16k(info) / SAMPLE_RATE
             check_f0(report, found[0], lambda found=found, duration=duration, where=f"the {song} {part}{singer} stem":
                      dagstuhl.read_annotation(*found, params, duration, where))
         check_lengths(report, song, infos, LENGTH_WARN_S)
