@@ -528,7 +528,8 @@ def validate_prepared(report: Report, params: dict) -> None:
         raise ChoirbenchError("give the prepared folder (--prepared PATH, or datasets.<name>.root)")
     root = Path(params["root"]).expanduser()
     if not root.is_dir():
-        raise ChoirbenchError(f"{root}: folder not found")
+        raise ChoirbenchError(f"{root}: folder not found (a prepared folder is written by `choirbench prepare` "
+                              f"or the workflow's data step)")
     report.root = root
     try:
         frame = read_manifest(root)
