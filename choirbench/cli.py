@@ -146,6 +146,33 @@ def cmd_interpret(args) -> None:
     plot_parameters(found[0], audio, sr, Path(args.out), voice=order.index(voice))
 
 
+def cmd_validate(args) -> None:
+    """Report what is missing or corrupt in a dataset; exit 1 when anything is (0 when clean)."""
+    from choirbench.data_prep import validate as v
+
+    given = [bool(args.dataset), bool(args.kind or args.root), bool(args.prepared)]
+    if sum(given) != 1 or (args.kind or args.root) and not (args.kind and args.root):
+        raise ChoirbenchError("give one of --dataset NAME, --kind KIND --root PATH, or --prepared PATH")
+    if args.dataset:
+        kind, params = v.dataset_params(args.dataset, Path(args.configfile))
+    elif args.prepared:
+        kind, params = "prepared", {"root": args.prepared}
+    else:
+        kind, params = args.kind, {"root": args.root}
+    report = v.validate(kind, params, checksums=Path(args.checksums) if args.checksums else None)
+    if args.write_checksums and report.problems:  # a list to trust later must come from a clean copy
+        report.notes.append(f"{args.write_checksums} not written: this copy has problems (below)")
+    elif args.write_checksums:
+        n = v.write_checksums(report, Path(args.write_checksums))
+        report.notes.append(f"sha256 of {n} files written to {args.write_checksums} "
+                            f"(check later copies with --checksums {args.write_checksums})")
+    print("\n".join(report.lines()))
+    if args.out:
+        report.write_csv(Path(args.out))
+    if report.problems:
+        sys.exit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choirbench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -246,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voice", default="A")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_interpret)
+    p = sub.add_parser("validate", help="report what is missing or corrupt in a dataset (exit 1 when anything is)")
+    p.add_argument("--dataset", help="dataset name: its block under `datasets` in --configfile")
+    p.add_argument("--configfile", default="config/config.yaml", help="config holding --dataset's block")
+    p.add_argument("--kind", help="converter id (bach10, csd, cantoria, dagstuhl, bcbq, stems, prepared), with --root")
+    p.add_argument("--root", help="the dataset's folder, with --kind")
+    p.add_argument("--prepared", help="a prepared folder, e.g. results/data/NAME")
+    p.add_argument("--out", help="also write the report as CSV (one row per file checked)")
+    p.add_argument("--checksums", help="sha256sum list of a trusted copy (from --write-checksums) to check against")
+    p.add_argument("--write-checksums", help="record the sha256 of every file found in this list")
+    p.set_defaults(func=cmd_validate)
     return parser
 
 

@@ -162,14 +162,25 @@ def prepare(out_root: Path, params: dict) -> None:
     writer.finish()
 
 
-def _annotation(base, song, part, singer, mics, audio, params):
+def annotation_file(base, song, part, singer, mics, params) -> tuple[Path, str] | None:
+    """(path, kind) of the F0 annotation the converter reads for one singer: the first of ``f0_annotation``."""
     for kind in params["f0_annotation"]:
         path = find_annotation(base, kind, song, part, singer, mics)
-        if path is None:
-            continue
-        threshold = float(params["crepe_confidence"]) if kind == "crepe" else None
-        times, hz, _ = read_f0_table(path, duration_s=len(audio) / SAMPLE_RATE, audio=f"the {song} {part}{singer} stem",
-                                     confidence_threshold=threshold)
-        return times, hz
+        if path is not None:
+            return path, kind
+    return None
+
+
+def read_annotation(path: Path, kind: str, params: dict, duration_s: float, audio: str):
+    """(times, F0) of one annotation file by the strict reader; CREPE frames below ``crepe_confidence`` unvoiced."""
+    threshold = float(params["crepe_confidence"]) if kind == "crepe" else None
+    times, hz, _ = read_f0_table(path, duration_s=duration_s, audio=audio, confidence_threshold=threshold)
+    return times, hz
+
+
+def _annotation(base, song, part, singer, mics, audio, params):
+    found = annotation_file(base, song, part, singer, mics, params)
+    if found is not None:
+        return read_annotation(*found, params, len(audio) / SAMPLE_RATE, f"the {song} {part}{singer} stem")
     log.warning("dagstuhl: %s %s%s has no F0 annotation; estimated with pYIN", song, part, singer)
     return pyin_f0(audio, part)

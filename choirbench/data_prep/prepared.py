@@ -108,50 +108,85 @@ def check_prepared(root: Path) -> pd.DataFrame:
     the F0 passes :func:`choirbench.io.read_f0` on the 16-ms grid with one frame per
     256 samples. Per song: stems of equal length (mismatched stems would silently
     shift voices against each other), notes in ``score/`` readable and inside the
-    song. Raises :class:`ChoirbenchError` naming the file, line or column and the fix.
+    song. Raises :class:`ChoirbenchError` naming the file, line or column and the fix
+    (the first problem :func:`prepared_problems` finds).
+    """
+    frame = read_manifest(root)
+    for _, message in prepared_problems(root, frame):
+        raise ChoirbenchError(message)
+    return frame
+
+
+def prepared_problems(root: Path, frame: pd.DataFrame):
+    """The checks of :func:`check_prepared`, as a generator of ``(path, message)`` per problem found.
+
+    Lazy: :func:`check_prepared` stops at the first one, ``choirbench validate``
+    collects them all. After a problem with a row's audio, that row's length
+    and F0 checks are skipped (they need the audio's length); the other rows
+    and songs are still checked. ``frame`` is the manifest (:func:`read_manifest`).
     """
     root = Path(root)
-    frame = read_manifest(root)
     manifest = root / "manifest.csv"
     lengths: dict[str, dict[str, int]] = {}
     for i, row in enumerate(frame.itertuples()):
         line = f"{manifest}, line {i + 2}"
         stem = f"{row.part}{row.singer}"
+        paths_ok = True
         for column, expected in (("audio", f"audio/{row.song}/{stem}.wav"), ("f0", f"f0/{row.song}/{stem}.csv")):
             if getattr(row, column) != expected:
-                raise ChoirbenchError(f"{line}, column {column!r}: {getattr(row, column)!r} must be {expected!r} "
-                                      f"(the loaders read that path)")
+                paths_ok = False
+                yield manifest, (f"{line}, column {column!r}: {getattr(row, column)!r} must be {expected!r} "
+                                 f"(the loaders read that path)")
+        if not paths_ok:
+            continue
         audio = root / row.audio
         if not audio.is_file():
-            raise ChoirbenchError(f"{audio}: audio file listed in manifest not found")
-        info = audio_info(audio)
+            yield audio, f"{audio}: audio file listed in manifest not found"
+            continue
+        try:
+            info = audio_info(audio)
+        except ChoirbenchError as err:
+            yield audio, str(err)
+            continue
         if info.samplerate != SAMPLE_RATE or info.channels != 1:
-            raise ChoirbenchError(f"{audio}: {info.samplerate} Hz, {info.channels} channel(s); the prepared format is "
-                                  f"mono {SAMPLE_RATE} Hz: resample it, or use `kind: stems`, which reads any rate and "
-                                  f"channel count")
+            yield audio, (f"{audio}: {info.samplerate} Hz, {info.channels} channel(s); the prepared format is "
+                          f"mono {SAMPLE_RATE} Hz: resample it, or use `kind: stems`, which reads any rate and "
+                          f"channel count")
+            continue
         if info.frames == 0:
-            raise ChoirbenchError(f"{audio}: holds no samples")
+            yield audio, f"{audio}: holds no samples"
+            continue
         lengths.setdefault(row.song, {})[row.audio] = info.frames
+    bad_songs = set()
     for song, stems in lengths.items():
         if len(set(stems.values())) > 1:
+            bad_songs.add(song)
             detail = ", ".join(f"{Path(a).name}={n}" for a, n in stems.items())
-            raise ChoirbenchError(f"{root}: stems of song {song!r} have mismatched lengths ({detail})")
+            yield root / "audio" / song, f"{root}: stems of song {song!r} have mismatched lengths ({detail})"
     for i, row in enumerate(frame.itertuples()):
+        if row.audio not in lengths.get(row.song, {}) or row.song in bad_songs:
+            continue
         n_samples = lengths[row.song][row.audio]
         audio_s = n_samples / SAMPLE_RATE
         if row.duration_s * SAMPLE_RATE > n_samples + 0.5 or row.duration_s < audio_s - 1e-3:
-            raise ChoirbenchError(f"{manifest}, line {i + 2}, column 'duration_s': {row.duration_s:g} s, but "
-                                  f"{row.audio} lasts {audio_s:g} s ({n_samples} samples); write the audio's length "
-                                  f"in seconds (samples / {SAMPLE_RATE})")
+            yield manifest, (f"{manifest}, line {i + 2}, column 'duration_s': {row.duration_s:g} s, but "
+                             f"{row.audio} lasts {audio_s:g} s ({n_samples} samples); write the audio's length "
+                             f"in seconds (samples / {SAMPLE_RATE})")
         if not (root / row.f0).is_file():
-            raise ChoirbenchError(f"{root / row.f0}: F0 file listed in manifest not found")
-        read_f0(root / row.f0, n_samples=n_samples, audio=row.audio)
+            yield root / row.f0, f"{root / row.f0}: F0 file listed in manifest not found"
+            continue
+        try:
+            read_f0(root / row.f0, n_samples=n_samples, audio=row.audio)
+        except ChoirbenchError as err:
+            yield root / row.f0, str(err)
     for song, stems in lengths.items():
         for part in PARTS:
             score = root / "score" / song / f"{part}.csv"
             if score.is_file():
-                read_notes(score, duration_s=max(stems.values()) / SAMPLE_RATE, audio=f"song {song!r}")
-    return frame
+                try:
+                    read_notes(score, duration_s=max(stems.values()) / SAMPLE_RATE, audio=f"song {song!r}")
+                except ChoirbenchError as err:
+                    yield score, str(err)
 
 
 # ----------------------------------------------------------------------------- excerpt lists
