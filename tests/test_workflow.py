@@ -1,4 +1,6 @@
 """End to end: the Snakemake workflow on a tiny config, twice, gives identical tables."""
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -73,3 +75,81 @@ def test_same_config_gives_identical_tables(two_runs):
         a = (two_runs[0] / "results" / "tables" / "tiny" / name).read_text()
         b = (two_runs[1] / "results" / "tables" / "tiny" / name).read_text()
         assert a == b, name
+
+
+SMALL = """dataset: {dataset}
+datasets:
+  {dataset}: {{kind: prepared, root: {root}}}
+J: [4]
+seeds: [0]
+examples: {{skip_first: false, max_examples: {{valid: 1, test: 2}}}}
+methods:
+  mixture: {{model: mixture}}
+  oracle: {{model: oracle}}
+  nmf2: {{model: nmf2, params: {{iterations: {iterations}}}}}
+report: false
+"""
+
+
+def listing(results: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under ``results``: (mtime_ns, size, bytes)."""
+    return {str(p.relative_to(results)): (p.stat().st_mtime_ns, p.stat().st_size, p.read_bytes())
+            for p in sorted(results.rglob("*")) if p.is_file()}
+
+
+def small_workdir(work: Path) -> Path:
+    work.mkdir(parents=True)
+    shutil.copy(ROOT / "Snakefile", work / "Snakefile")
+    shutil.copytree(ROOT / "workflow", work / "workflow")
+    return work
+
+
+def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=work, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("small") / "data", songs={"a": "train", "b": "valid", "c": "test"},
+                             seconds=5.0, singers=1)
+
+
+def test_dry_run_lint_and_dag_write_nothing(tmp_path, small_data):
+    work = small_workdir(tmp_path / "wf")
+    (work / "a.yaml").write_text(SMALL.format(dataset="tiny", root=small_data, iterations=5))
+    for args in (["-n", "all"], ["--lint"], ["--dag"]):
+        snakemake(work, *args, "--configfile", "a.yaml")
+        assert not (work / "results").exists(), args
+
+
+def test_second_config_leaves_the_first_runs_files_byte_identical(tmp_path, small_data):
+    work = small_workdir(tmp_path / "wf")
+    (work / "a.yaml").write_text(SMALL.format(dataset="tiny", root=small_data, iterations=5))
+    (work / "b.yaml").write_text(SMALL.format(dataset="tiny-b", root=small_data, iterations=7))
+    first = snakemake(work, "--cores", "2", "all", "--configfile", "a.yaml")
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = work / "results"
+    snap = json.loads((results / "config" / "tiny" / "methods" / "nmf2.json").read_text())
+    assert snap["params"] == {"iterations": 5} and snap["id"] == "nmf2"
+    assert json.loads((results / "config" / "tiny" / "dataset.json").read_text())["kind"] == "prepared"
+    before = listing(results)
+    dry = snakemake(work, "-n", "all", "--configfile", "b.yaml")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert listing(results) == before  # a dry run writes nothing: same files, mtimes and bytes
+    second = snakemake(work, "--cores", "2", "all", "--configfile", "b.yaml")
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = listing(results)
+    assert json.loads((results / "config" / "tiny-b" / "methods" / "nmf2.json").read_text())["params"] == {
+        "iterations": 7}
+    for name, (_, size, data) in before.items():
+        assert after[name][1:] == (size, data), name
+    # the first config again: nothing to do, its snapshots still match it
+    again = snakemake(work, "-n", "all", "--configfile", "a.yaml")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+    # a changed knob rewrites that entry's snapshot and reruns only the steps that read it
+    (work / "a.yaml").write_text(SMALL.format(dataset="tiny", root=small_data, iterations=6))
+    dry = snakemake(work, "-n", "all", "--configfile", "a.yaml")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.M))
+    assert jobs.get("method_snapshot") == "1" and jobs.get("separate") == "1" and jobs.get("evaluate") == "1"
+    assert "prepare_dataset" not in jobs and "dataset_snapshot" not in jobs, jobs

@@ -37,14 +37,10 @@ wildcard_constraints:
     source="pyin|score",
 
 
-def snapshot(path, content):
-    """Write a step's config as JSON only when it changed, so edits rerun exactly the affected steps."""
-    path = Path(path)
-    text = json.dumps(content, indent=2, sort_keys=True) + "\n"
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return str(path)
+def snapshot_text(content):
+    """A step's config as canonical JSON: a rule's `params`, so a snapshot is rewritten (and the steps
+    after it rerun) exactly when its content changes."""
+    return json.dumps(content, indent=2, sort_keys=True) + "\n"
 
 
 def method_entry(method):
@@ -133,10 +129,3 @@ def final_outputs():
             if METHODS[m]["model"] == "sf" and 4 in config["J"]
         ],
     ]
-
-
-for _name, _block in config["datasets"].items():
-    snapshot(f"results/config/datasets/{_name}.json", dataset_block(_name))
-for _name in METHODS:
-    snapshot(f"results/config/methods/{_name}.json", {"id": _name, **method_entry(_name)})
-snapshot("results/config/examples.json", config["examples"])
