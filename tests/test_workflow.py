@@ -1,9 +1,13 @@
 """End to end: the Snakemake workflow on a tiny config, twice, gives identical tables."""
 import json
+import os
 import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -153,3 +157,44 @@ def test_second_config_leaves_the_first_runs_files_byte_identical(tmp_path, smal
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.M))
     assert jobs.get("method_snapshot") == "1" and jobs.get("separate") == "1" and jobs.get("evaluate") == "1"
     assert "prepare_dataset" not in jobs and "dataset_snapshot" not in jobs, jobs
+
+
+def test_the_readme_command_restarts_after_a_kill(tmp_path, small_data):
+    """profiles/default is where Snakemake looks, so `rerun-incomplete` applies without an option."""
+    work = small_workdir(tmp_path / "wf")
+    shutil.copytree(ROOT / "profiles", work / "profiles")
+    (work / "a.yaml").write_text(SMALL.format(dataset="tiny", root=small_data, iterations=400)
+                                 .replace("  mixture: {model: mixture}\n  oracle: {model: oracle}\n", ""))
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "all", "--configfile", "a.yaml"],
+                           cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    estimates = work / "results" / "estimates" / "tiny" / "nmf2" / "seed0" / "J4"
+    try:
+        deadline = time.monotonic() + 600
+        while not list(estimates.rglob("*.wav")) and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the whole run, as a kill -9 of the terminal would
+        run.wait()
+    assert list(estimates.rglob("*.wav")), "the separation finished or never started before the kill"
+    refused = snakemake(work, "-n", "all", "--configfile", "a.yaml", "--workflow-profile", "none")
+    assert refused.returncode != 0 and "Incomplete files" in refused.stdout + refused.stderr
+    again = snakemake(work, "-n", "all", "--configfile", "a.yaml")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "profiles/default" in again.stdout + again.stderr
+    assert re.search(r"^separate\s+1$", again.stdout, flags=re.M), again.stdout[-2000:]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_outputs_get_the_users_umask(tmp_path, umask, mode):
+    import numpy as np
+
+    from choirbench.io import write_text, write_wav
+
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "a.txt", "x\n")
+        write_wav(tmp_path / "a.wav", np.zeros(160, dtype=np.float32))
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "a.wav"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
