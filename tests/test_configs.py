@@ -203,3 +203,14 @@ def test_snakemake_refuses_a_bad_knob_at_load_in_one_line(tmp_path):
     assert dry.returncode != 0
     assert dry.stderr.strip() == "choirbench: error: config key methods.sf-b.params.valid_every must be > 0, got 0"
     assert not (work / "results").exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_every_shipped_config_passes_the_load_checks(name):
+    from snakemake.utils import validate
+
+    from choirbench.config_check import check_config
+
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    check_config(config)

@@ -122,8 +122,11 @@ def test_dry_run_lint_and_dag_write_nothing(tmp_path, small_data):
     work = small_workdir(tmp_path / "wf")
     (work / "a.yaml").write_text(SMALL.format(dataset="tiny", root=small_data, iterations=5))
     for args in (["-n", "all"], ["--lint"], ["--dag"]):
-        snakemake(work, *args, "--configfile", "a.yaml")
+        done = snakemake(work, *args, "--configfile", "a.yaml")
+        assert done.returncode == 0, (args, done.stderr[-2000:])
         assert not (work / "results").exists(), args
+        if args == ["--lint"]:
+            assert "Lints for" not in done.stdout + done.stderr, done.stdout[-3000:]
 
 
 def test_second_config_leaves_the_first_runs_files_byte_identical(tmp_path, small_data):

@@ -15,8 +15,12 @@ rule dataset_snapshot:
         "results/config/{dataset}/dataset.json",
     params:
         content=lambda w: snapshot_text(dataset_block(w.dataset)),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/config/{dataset}/dataset.log",
     shell:
-        "choirbench snapshot --json {params.content:q} --out {output}"
+        "choirbench snapshot --json {params.content:q} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule method_snapshot:
@@ -24,8 +28,12 @@ rule method_snapshot:
         "results/config/{dataset}/methods/{method}.json",
     params:
         content=lambda w: snapshot_text({"id": w.method, **method_entry(w.method)}),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/config/{dataset}/methods/{method}.log",
     shell:
-        "choirbench snapshot --json {params.content:q} --out {output}"
+        "choirbench snapshot --json {params.content:q} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule examples_snapshot:
@@ -33,5 +41,9 @@ rule examples_snapshot:
         "results/config/{dataset}/examples.json",
     params:
         content=snapshot_text(config["examples"]),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/config/{dataset}/examples.log",
     shell:
-        "choirbench snapshot --json {params.content:q} --out {output}"
+        "choirbench snapshot --json {params.content:q} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
