@@ -76,8 +76,13 @@ def cmd_separate(args) -> None:
     if args.method_config:
         entry = read_entry(Path(args.method_config))
     else:
-        entry = dict(ENTRY_DEFAULTS, id=args.method, model=args.method,
-                     params=json.loads(args.params) if args.params else {})
+        try:
+            params = json.loads(args.params) if args.params else {}
+        except json.JSONDecodeError as err:
+            raise ChoirbenchError(f"--params is not valid JSON ({err}): e.g. '{{\"iterations\": 50}}'") from None
+        if not isinstance(params, dict):
+            raise ChoirbenchError(f"--params must be a JSON object of the method's knobs, got {params!r}")
+        entry = dict(ENTRY_DEFAULTS, id=args.method, model=args.method, params=params)
     _threads(args.threads)
     for path in separate_file(Path(args.mixture), Path(args.f0), entry,
                               Path(args.checkpoint) if args.checkpoint else None, Path(args.out),

@@ -214,3 +214,26 @@ def test_every_shipped_config_passes_the_load_checks(name):
     config = yaml.safe_load((ROOT / "config" / name).read_text())
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     check_config(config)
+
+
+@pytest.mark.parametrize("params, message", [
+    ("{iterations: 5}", "choirbench separate: error: --params is not valid JSON (Expecting property name enclosed "
+                        "in double quotes: line 1 column 2 (char 1)): e.g. '{\"iterations\": 50}'"),
+    ("[5]", "choirbench separate: error: --params must be a JSON object of the method's knobs, got [5]"),
+    ('{"iterations": "5"}', "choirbench separate: error: config key methods.nmf2.params.iterations must be an "
+                            "integer, got '5' (string)"),
+])
+def test_separate_refuses_bad_params_json_in_one_line(tmp_path, capsys, params, message):
+    import numpy as np
+
+    from choirbench.cli import main
+    from choirbench.io import write_wav
+
+    write_wav(tmp_path / "mix.wav", 0.1 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000))
+    times = np.arange(63) * 0.016
+    pd.DataFrame({"time_s": times, "S": 440.0, "A": 220.0}).to_csv(tmp_path / "f0.csv", index=False)
+    code = main(["separate", str(tmp_path / "mix.wav"), "--f0", str(tmp_path / "f0.csv"), "--method", "nmf2",
+                 "--params", params, "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == message
+    assert not (tmp_path / "out").exists()
