@@ -18,6 +18,16 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
+def cmd_snapshot(args) -> None:
+    from choirbench.io import write_text
+
+    try:
+        content = json.loads(args.json)
+    except json.JSONDecodeError as err:
+        raise ChoirbenchError(f"--json: not valid JSON ({err})") from None
+    write_text(Path(args.out), json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
 def cmd_prepare(args) -> None:
     from choirbench.data_prep.datasets import prepare
 
@@ -71,8 +81,13 @@ def cmd_separate(args) -> None:
     elif not args.method:
         raise ChoirbenchError("give --method, --method-config or --checkpoint")
     else:
-        entry = dict(ENTRY_DEFAULTS, id=args.method, model=args.method,
-                     params=json.loads(args.params) if args.params else {})
+        try:
+            params = json.loads(args.params) if args.params else {}
+        except json.JSONDecodeError as err:
+            raise ChoirbenchError(f"--params is not valid JSON ({err}): e.g. '{{\"iterations\": 50}}'") from None
+        if not isinstance(params, dict):
+            raise ChoirbenchError(f"--params must be a JSON object of the method's knobs, got {params!r}")
+        entry = dict(ENTRY_DEFAULTS, id=args.method, model=args.method, params=params)
     _threads(args.threads)
     for path in separate_file(Path(args.mixture), Path(args.f0), entry,
                               Path(args.checkpoint) if args.checkpoint else None, Path(args.out),
@@ -178,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("snapshot", help="write the config a workflow step reads (JSON), atomically")
+    p.add_argument("--json", required=True, help="the content, as a JSON string")
+    p.add_argument("--out", required=True, help="e.g. results/config/{dataset}/methods/{method}.json")
+    p.set_defaults(func=cmd_snapshot)
+
     p = sub.add_parser("prepare", help="convert or generate a dataset into the prepared format")
     p.add_argument("--dataset", required=True, help="dataset name (config key)")
     p.add_argument("--kind", help="converter id (default: from the params file, else the dataset name)")
@@ -224,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mixture", help="mixture WAV (any rate, mono)")
     p.add_argument("--f0", required=True, help="CSV: time_s plus one column per voice (Hz, 0 = unvoiced)")
     p.add_argument("--method", help="method id (e.g. nmf1) when neither --method-config nor --checkpoint is given")
-    p.add_argument("--method-config", help="JSON method entry (e.g. results/config/methods/sf-us-full.json)")
+    p.add_argument("--method-config", help="JSON method entry (e.g. results/config/synth-chorales/methods/sf-us-full.json)")
     p.add_argument("--params", help="JSON string of method params (with --method)")
     p.add_argument("--checkpoint", help="model.pt of a trained method (alone: separate with the entry it records)")
     p.add_argument("--notes", help="CSV: voice,onset_s,offset_s,midi (optional)")

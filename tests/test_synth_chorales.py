@@ -352,9 +352,8 @@ def test_splits_are_by_piece_and_seeded():
     ({"pieces_list": ["bwv255"]}, "pieces_list must map"),
 ])
 def test_bad_input_gives_one_clear_error(tmp_path, given, message):
-    params = resolve_params(synth.DEFAULTS, given, "datasets.synth-chorales")
-    with pytest.raises(ChoirbenchError, match=message.replace("(", r"\(")) as err:
-        synth.prepare(tmp_path, params)
+    with pytest.raises(ChoirbenchError, match=message.replace("(", r"\(")) as err:  # at load or at prepare
+        synth.prepare(tmp_path, resolve_params(synth.DEFAULTS, given, "datasets.synth-chorales", synth.LIMITS))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "manifest.csv").exists()
 

@@ -36,4 +36,5 @@ def converter(kind: str):
 
 def prepare(kind: str, params: dict, out_root: Path) -> None:
     module = converter(kind)
-    module.prepare(Path(out_root), resolve_params(module.DEFAULTS, params, where=f"datasets.{kind}"))
+    module.prepare(Path(out_root), resolve_params(module.DEFAULTS, params, where=f"datasets.{kind}",
+                                                     limits=getattr(module, "LIMITS", None)))

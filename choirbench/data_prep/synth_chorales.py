@@ -34,6 +34,7 @@ from choirbench.data_prep import chorale_scores as cs
 from choirbench.data_prep import singing_voice as sv
 from choirbench.data_prep.prepared import SPLITS, write_manifest
 from choirbench.io import read_wav, write_f0, write_notes, write_wav
+from choirbench.params import Limit
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ DEFAULTS = {
     "workers": 2,
     "preview": True,
 }
+LIMITS = {"truncate_quarters": Limit(types=(float,), nullable=True),
+          "max_quarters": Limit(types=(float,), nullable=True), "noise_floor_db": Limit(nullable=True)}
+"""Knobs that may be null (see :mod:`choirbench.params`); ranges are checked in :func:`prepare`."""
 
 WHERE = "datasets.synth-chorales"
 """libsndfile command: float WAVs otherwise carry a PEAK chunk with a wall-clock timestamp."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from choirbench import ChoirbenchError
 from choirbench.methods.checkpoints import load_checkpoint
-from choirbench.params import resolve_params
+from choirbench.params import Limit, resolve_params
 
 _REGISTRY: dict[str, type["Method"]] = {}
 
@@ -37,7 +37,9 @@ class Method:
     needs_references: ClassVar[bool] = False
     """Informed bounds (``oracle``) get the true voices: ``separate(..., references=...)``."""
     defaults: ClassVar[dict[str, Any]] = {}
-    """Every knob a researcher can turn, with its default value."""
+    """Every knob a researcher can turn, with its default value (which also fixes the knob's type)."""
+    limits: ClassVar[dict[str, Limit]] = {}
+    """Ranges and extra types of knobs, beyond the defaults' types (see :mod:`choirbench.params`)."""
     smoke_params: ClassVar[dict[str, Any]] = {}
     """Tiny settings (a few training steps, narrow layers) for the contract test."""
     inference_params: ClassVar[frozenset[str]] = frozenset()
@@ -45,7 +47,8 @@ class Method:
     cadence). A trained model loads under an entry that differs from its training entry only in these."""
 
     def __init__(self, params: dict | None = None, *, device: str = "cpu"):
-        self.params = resolve_params(self.defaults, params or {}, where=f"methods.{self.name}.params")
+        self.params = resolve_params(self.defaults, params or {}, where=f"methods.{self.name}.params",
+                                     limits=self.limits)
         self.device = device
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from choirbench.methods.base import Method, register
+from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.stft import istft, stft
 
 
@@ -29,6 +30,7 @@ class OracleBound(Method):
     name = "oracle"
     needs_references = True
     defaults = {"n_fft": 2048, "hop": 256, "power": 2.0}
+    limits = {"n_fft": POSITIVE, "hop": POSITIVE, "power": POSITIVE}
 
     def separate(self, mixture, sr, f0, notes=None, *, references=None, **kwargs):
         if references is None:

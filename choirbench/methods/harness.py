@@ -55,7 +55,7 @@ def read_entry(path: Path) -> dict:
 
 def build(entry: dict) -> Method:
     cls = get(entry["model"])
-    resolve_params(cls.defaults, entry["params"], where=f"methods.{entry['id']}.params")  # errors name the entry
+    resolve_params(cls.defaults, entry["params"], where=f"methods.{entry['id']}.params", limits=cls.limits)  # errors name the entry
     return cls(entry["params"])
 
 

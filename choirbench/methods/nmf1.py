@@ -36,6 +36,7 @@ import numpy as np
 from choirbench.methods._nmf_common import (
     check_inputs, clean_notes, midi_to_hz, notes_from_f0, ratio_masks)
 from choirbench.methods.base import Method, register
+from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.stft import istft, stft
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,9 @@ class NMF1(Method):
         "notes_min_s": 0.06,
         "tune_from_f0": True,         # centre each (voice, pitch) template on the sung F0 (intonation)
     }
+    limits = {"n_fft": POSITIVE, "hop": POSITIVE, "iterations": POSITIVE, "solver": Limit(choices=("numpy", "sklearn")),
+              "eps": POSITIVE, "harmonic_tolerance": POSITIVE, "min_band_hz": NON_NEGATIVE, "n_harmonics": POSITIVE,
+              "mask_power": POSITIVE, "notes_smooth_frames": POSITIVE, "notes_min_s": NON_NEGATIVE}
 
     def build(self, n_bins: int, n_frames: int, sr: int, notes: list[np.ndarray], duration_s: float,
               f0: np.ndarray | None = None):

@@ -27,6 +27,7 @@ import scipy.signal
 
 from choirbench.methods._nmf_common import check_inputs, f0_on_frames, ratio_masks
 from choirbench.methods.base import Method, register
+from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.nmf1 import beta_divergence, mu_exponent
 from choirbench.methods.stft import istft, stft
 
@@ -119,6 +120,11 @@ class NMF2(Method):
         "mask_power": 1.0,            # on power spectra: 1 = Wiener
         "seed": 0,                    # filter initialisation
     }
+    limits = {"n_fft": POSITIVE, "hop": POSITIVE, "iterations": POSITIVE, "update_exponent": Limit(types=(str, float)),
+              "eps": POSITIVE, "steps_per_semitone": POSITIVE, "f0_tolerance": NON_NEGATIVE, "f0_min_hz": POSITIVE,
+              "f0_max_hz": POSITIVE, "open_quotient": Limit(above=0, maximum=1), "max_frequency_hz": POSITIVE,
+              "lobe_bins": NON_NEGATIVE, "n_filter_atoms": POSITIVE, "n_filter_shapes": POSITIVE,
+              "n_residual": NON_NEGATIVE, "mask_power": POSITIVE, "seed": NON_NEGATIVE}
 
     def grid(self) -> tuple[int, int]:
         steps = 12 * self.params["steps_per_semitone"]

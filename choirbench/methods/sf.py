@@ -21,9 +21,11 @@ import torch
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.methods import sf_dsp
 from choirbench.methods.base import Method, register
+from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.sf_model import Architecture, SourceFilterNet
 from choirbench.methods.checkpoints import load_weights
-from choirbench.methods.training import RUNTIME_PARAMS, TRAIN_DEFAULTS, TrainSettings, resolve_device, train
+from choirbench.methods.training import (RUNTIME_PARAMS, TRAIN_DEFAULTS, TRAIN_LIMITS, TrainSettings, resolve_device,
+                                         train)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,10 @@ class SourceFilter(Method):
         "steps": 400, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-5, "lr_decay": 0.98,
         "lr_decay_every": 100, "valid_every": 100, "patience": 10, "checkpoint_every": 100, "grad_clip": 1.0,
     }
+    limits = {**TRAIN_LIMITS, "output": Limit(choices=OUTPUTS), "precision": Limit(choices=tuple(PRECISIONS)),
+              "mask_power": POSITIVE, "excerpt_s": POSITIVE, "max_valid_examples": NON_NEGATIVE,
+              "n_harmonics": POSITIVE, "filter_order": POSITIVE, "noise_bands": POSITIVE,
+              "lsf_min_gap_hz": NON_NEGATIVE, "sample_rate": POSITIVE, "mask_fft": POSITIVE, "mask_hop": POSITIVE}
 
     smoke_params = {"encoder_hidden": 16, "embedding": 16, "decoder_hidden": 16, "steps": 2, "batch_size": 2,
                     "valid_every": 1, "checkpoint_every": 1, "excerpt_s": 1.0, "max_valid_examples": 1}

@@ -39,6 +39,7 @@ from choirbench.io import atomic_path
 from choirbench.methods.base import Method
 from choirbench.methods.checkpoints import (OldCheckpointError, describe_changes, identity_sha256, load_weights,
                                             read_checkpoint, save_checkpoint, training_identity)
+from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "grad_clip": 0.0,         # max gradient norm (0 = off)
     "mmap_threshold_mb": 0,   # glibc: allocations above this size go straight to the OS (0 = glibc's default)
 }
+TRAIN_LIMITS: dict[str, Limit] = {
+    "steps": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
+    "lr_decay": Limit(above=0, maximum=1), "lr_decay_every": POSITIVE, "valid_every": POSITIVE,
+    "patience": NON_NEGATIVE, "checkpoint_every": POSITIVE, "grad_clip": NON_NEGATIVE,
+    "mmap_threshold_mb": NON_NEGATIVE,
+}
+"""Ranges of the training knobs, checked with their types when the workflow loads."""
 
 RUNTIME_PARAMS = frozenset({"checkpoint_every", "mmap_threshold_mb"})
 """Training knobs that change how a run goes, not the weights it ends with (part of a method's ``inference_params``)."""

@@ -30,7 +30,9 @@ from torch import nn
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.methods.base import Method, register
 from choirbench.methods.checkpoints import load_weights
-from choirbench.methods.training import RUNTIME_PARAMS, TRAIN_DEFAULTS, TrainSettings, resolve_device, train
+from choirbench.methods.training import (RUNTIME_PARAMS, TRAIN_DEFAULTS, TRAIN_LIMITS, TrainSettings, resolve_device,
+                                         train)
+from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +218,8 @@ class UNet(Method):
         "patience": 10,
         "checkpoint_every": 50,
     }
+    limits = {**TRAIN_LIMITS, "n_fft": POSITIVE, "hop": POSITIVE, "dropout": Limit(minimum=0, below=1),
+              "max_valid_examples": NON_NEGATIVE}
 
     smoke_params = {"channels": [2, 4, 4, 8, 8, 8], "cond_channels": [4, 4, 4], "steps": 2, "batch_size": 2,
                     "valid_every": 1, "checkpoint_every": 1, "max_valid_examples": 1}

@@ -1,10 +1,13 @@
 # Config validation, per-step config snapshots and the target list.
 import json
 import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from choirbench import ChoirbenchError
+from choirbench.config_check import check_config
 from choirbench.methods import get as get_method
 
 min_version("8.0")
@@ -12,24 +15,21 @@ min_version("8.0")
 
 validate(config, "../schemas/config.schema.yaml")
 
+# Everything the schema cannot check, now rather than when a job runs: method params typed and
+# ranged against the methods' defaults, dataset knobs, `dataset`/`run`/`checkpoint_from` naming
+# entries, and every name that becomes a path or a shell word (see choirbench/config_check.py).
+try:
+    check_config(config)
+except ChoirbenchError as _err:
+    sys.exit(f"choirbench: error: {_err}")  # one line naming the config key, no traceback
+
 DATASET = config["dataset"]
-if DATASET not in config["datasets"]:
-    raise ValueError(
-        f"config: dataset {DATASET!r} has no entry under 'datasets' "
-        f"(known: {', '.join(sorted(config['datasets']))})"
-    )
 METHODS = config["methods"]
 ENABLED = config["run"] or list(METHODS)
-for _m in ENABLED:
-    if _m not in METHODS:
-        raise ValueError(
-            f"config: run lists {_m!r}, which has no entry under 'methods' (known: {', '.join(sorted(METHODS))})"
-        )
-    get_method(METHODS[_m]["model"])  # unknown model id -> clear error now, not after hours
 
 
 wildcard_constraints:
-    dataset="[A-Za-z0-9_.-]+",
+    dataset="|".join(map(re.escape, config["datasets"])),
     method="|".join(map(re.escape, METHODS)) if METHODS else "NONE",
     seed=r"\d+",
     J=r"[1-4]",
@@ -37,14 +37,10 @@ wildcard_constraints:
     source="pyin|score",
 
 
-def snapshot(path, content):
-    """Write a step's config as JSON only when it changed, so edits rerun exactly the affected steps."""
-    path = Path(path)
-    text = json.dumps(content, indent=2, sort_keys=True) + "\n"
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return str(path)
+def snapshot_text(content):
+    """A step's config as canonical JSON: a rule's `params`, so a snapshot is rewritten (and the steps
+    after it rerun) exactly when its content changes."""
+    return json.dumps(content, indent=2, sort_keys=True) + "\n"
 
 
 def method_entry(method):
@@ -133,10 +129,3 @@ def final_outputs():
             if METHODS[m]["model"] == "sf" and 4 in config["J"]
         ],
     ]
-
-
-for _name, _block in config["datasets"].items():
-    snapshot(f"results/config/datasets/{_name}.json", dataset_block(_name))
-for _name in METHODS:
-    snapshot(f"results/config/methods/{_name}.json", {"id": _name, **method_entry(_name)})
-snapshot("results/config/examples.json", config["examples"])

@@ -5,7 +5,7 @@ rule prepare_dataset:
     message:
         "Preparing dataset {wildcards.dataset}"
     input:
-        params="results/config/datasets/{dataset}.json",
+        params="results/config/{dataset}/dataset.json",
         sources=lambda w: source_manifests(w.dataset),
     output:
         manifest="results/data/{dataset}/manifest.csv",
@@ -27,7 +27,7 @@ rule excerpt_list:
         "Writing the {wildcards.split} excerpt list for J={wildcards.J} ({wildcards.dataset})"
     input:
         manifest="results/data/{dataset}/manifest.csv",
-        params="results/config/examples.json",
+        params="results/config/{dataset}/examples.json",
     output:
         "results/data/{dataset}/examples/J{J}_{split}.csv",
     conda:

@@ -7,7 +7,7 @@ rule train:
     input:
         manifest="results/data/{dataset}/manifest.csv",
         valid="results/data/{dataset}/examples/J4_valid.csv",
-        entry="results/config/methods/{method}.json",
+        entry="results/config/{dataset}/methods/{method}.json",
         f0=f0_input,
     output:
         model="results/models/{dataset}/{method}/seed{seed}/model.pt",
@@ -34,7 +34,7 @@ rule separate:
         "Separating the J={wildcards.J} test excerpts with {wildcards.method} (seed {wildcards.seed})"
     input:
         examples="results/data/{dataset}/examples/J{J}_test.csv",
-        entry="results/config/methods/{method}.json",
+        entry="results/config/{dataset}/methods/{method}.json",
         checkpoint=checkpoint_input,
         f0=f0_input,
     output:

@@ -111,10 +111,21 @@ rule interpret:
 
 
 onsuccess:
-    # only after a run of the whole benchmark (`all`, the default target), not of single files
+    # only after a run of the whole benchmark (`all`, the default target), not of single files;
+    # a report that cannot be written fails the run, with its cause on the console
     if config["report"] and set(workflow.dag_settings.targets) <= {"all"}:
-        _extra = " ".join(f"--configfile {f}" for f in workflow.overwrite_configfiles)
-        shell(
-            f"snakemake --nolock --quiet all --report results/report.html {_extra} "
-            "> results/logs/report.log 2>&1 || echo 'report failed: see results/logs/report.log'"
-        )
+        import subprocess
+        from snakemake.exceptions import WorkflowError
+
+        _extra = [a for f in workflow.overwrite_configfiles for a in ("--configfile", str(f))]
+        _log = Path("results/logs/report.log")
+        _log.parent.mkdir(parents=True, exist_ok=True)
+        with _log.open("w") as _out:
+            _done = subprocess.run(
+                [sys.executable, "-m", "snakemake", "--nolock", "all", "--report", "results/report.html", *_extra],
+                stdout=_out,
+                stderr=subprocess.STDOUT,
+            )
+        if _done.returncode != 0 or not Path("results/report.html").is_file():
+            _cause = [line for line in _log.read_text().splitlines() if line.strip()][-4:]
+            raise WorkflowError(f"the report was not written (full log: {_log}):\n" + "\n".join(_cause))
