@@ -57,7 +57,8 @@ def cmd_separate_set(args) -> None:
     entry = read_entry(Path(args.method_config))
     _threads(args.threads)
     separate_examples(Path(args.data), Path(args.examples), entry,
-                      Path(args.checkpoint) if args.checkpoint else None, Path(args.out))
+                      Path(args.checkpoint) if args.checkpoint else None, Path(args.out),
+                      f0_corruption=args.f0_corruption, corruption_seed=args.corruption_seed)
 
 
 def cmd_separate(args) -> None:
@@ -105,6 +106,21 @@ def cmd_figures(args) -> None:
             # results/models/{dataset}/{method}/seed{seed}/train_log.csv
             logs[f"{path.parent.parent.name} {path.parent.name}"] = path
         training_curves(logs, Path(args.curves))
+
+
+def cmd_robustness_examples(args) -> None:
+    from choirbench.data_prep.f0_corruption import study_excerpts
+    from choirbench.data_prep.prepared import read_examples
+    from choirbench.io import write_csv
+
+    write_csv(Path(args.out), study_excerpts(read_examples(Path(args.examples)), args.max_examples))
+
+
+def cmd_robustness(args) -> None:
+    from choirbench.evaluation.robustness import write_robustness
+
+    write_robustness([Path(p) for p in args.metrics], [Path(p) for p in args.references], Path(args.examples),
+                     args.baselines, Path(args.tables_out), Path(args.figures_out), args.dataset)
 
 
 def cmd_interpret(args) -> None:
@@ -168,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--f0-corruption", help="corrupt every excerpt's F0 first, e.g. offset_hz:+12, offset_cents:-50, "
+                   "octave:+1@0.2, missing:0.3, voicing:0.1 (robustness study)")
+    p.add_argument("--corruption-seed", type=int, default=0, help="seed of the F0 corruption's error pattern")
     p.set_defaults(func=cmd_separate_set)
 
     p = sub.add_parser("separate", help="separate your own recording given the voices' F0")
@@ -207,6 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-logs", nargs="*", default=[])
     p.add_argument("--curves", help="path of the training-curves PNG")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("robustness-examples", help="the robustness study's excerpts: a test list's rows spread evenly")
+    p.add_argument("--examples", required=True, help="excerpt list (examples/J4_test.csv)")
+    p.add_argument("--max-examples", type=int, required=True, help="how many (0 = all)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_robustness_examples)
+
+    p = sub.add_parser("robustness", help="robustness to F0 errors: long table, summary, curves, breaking points")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--metrics", nargs="+", required=True, help=".../{method}/{corruption label}/J4.parquet")
+    p.add_argument("--references", nargs="+", required=True,
+                   help="the main run's tables of the same J and seed (uncorrupted F0, mixture, oracle)")
+    p.add_argument("--examples", required=True, help="the robustness excerpt list")
+    p.add_argument("--baselines", nargs="*", default=[], help="method ids of the NMF baselines")
+    p.add_argument("--tables-out", required=True)
+    p.add_argument("--figures-out", required=True)
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("interpret", help="figure: a voice's spectrogram with the sf model's F0 and vocal tract")
     p.add_argument("--estimates", required=True, help="results/estimates/{dataset}/{sf method}/seed0/J4")

@@ -1,0 +1,195 @@
+# Robustness to F0 errors (the paper's finding 5): every F0-informed method entry separates the
+# robustness excerpts once per corruption of the config's grid (F0 corrupted at test time only);
+# tables, curves and the error size where each method stops beating the NMF baselines.
+#   snakemake --cores 2 robustness
+from choirbench.data_prep.f0_corruption import parse_corruption
+
+ROBUSTNESS = config["robustness"]
+ROBUSTNESS_J = ROBUSTNESS["J"]
+ROBUSTNESS_SEED = config["seeds"][0]  # trained methods: the first training seed
+REFERENCE_MODELS = ("mixture", "oracle")  # bounds that do not read the F0: the curves' reference lines
+NMF_MODELS = ("nmf1", "nmf2")
+
+
+def robustness_methods():
+    """The entries whose F0 is corrupted: `robustness.methods`, else every F0-informed entry run."""
+    chosen = ROBUSTNESS["methods"] or [m for m in ENABLED if METHODS[m]["model"] not in REFERENCE_MODELS]
+    for m in chosen:
+        if m not in ENABLED:
+            raise ValueError(f"config: robustness.methods lists {m!r}, which is not run (see `run` and `methods`)")
+        if METHODS[m]["model"] in REFERENCE_MODELS:
+            raise ValueError(f"config: robustness.methods lists {m!r}, which does not read the F0")
+    return chosen
+
+
+def robustness_corruptions():
+    """{directory label: spec} of every corruption on the grid (size 0 comes from the main run)."""
+    grids, segments = ROBUSTNESS["grids"], ROBUSTNESS["segments"]
+    seg = {k: f"~{segments[k]}" if k in segments else "" for k in ("octave", "missing", "voicing")}
+    specs = [f"offset_hz:{v:+g}" for v in grids["offset_hz"]]
+    specs += [f"offset_cents:{v:+g}" for v in grids["offset_cents"]]
+    specs += [f"octave:{v:+d}@{s:g}{seg['octave']}" for s in ROBUSTNESS["octave_shares"] for v in grids["octave"]]
+    specs += [f"missing:{v:g}{seg['missing']}" for v in grids["missing"]]
+    specs += [f"voicing:{v:g}{seg['voicing']}" for v in grids["voicing"]]
+    parsed = [parse_corruption(s) for s in specs]
+    return {c.label: c.spec for c in parsed if not c.is_identity}
+
+
+ROBUSTNESS_CORRUPTIONS = robustness_corruptions() if ROBUSTNESS["enabled"] else {}
+ROBUSTNESS_METHODS = robustness_methods() if ROBUSTNESS["enabled"] else []
+
+
+wildcard_constraints:
+    corruption="|".join(map(re.escape, ROBUSTNESS_CORRUPTIONS)) or "NONE",
+
+
+def robustness_metric_tables(dataset):
+    return [
+        f"results/robustness/{dataset}/{m}/{c}/J{ROBUSTNESS_J}.parquet"
+        for m in ROBUSTNESS_METHODS
+        for c in ROBUSTNESS_CORRUPTIONS
+    ]
+
+
+def robustness_references(dataset):
+    """The main run's tables of the same J and seed: the uncorrupted point and the bounds."""
+    bounds = [m for m in ENABLED if METHODS[m]["model"] in REFERENCE_MODELS]
+    return [
+        f"results/metrics/{dataset}/{m}/seed{ROBUSTNESS_SEED}/J{ROBUSTNESS_J}.parquet"
+        for m in bounds + ROBUSTNESS_METHODS
+    ]
+
+
+def robustness_kinds():
+    return list(dict.fromkeys(parse_corruption(s).kind for s in ROBUSTNESS_CORRUPTIONS.values()))
+
+
+def robustness_outputs():
+    """What `robustness` (and `all`) ask for; nothing when robustness.enabled is false."""
+    if not ROBUSTNESS_CORRUPTIONS or not ROBUSTNESS_METHODS:
+        return []
+    return [
+        f"results/tables/{DATASET}/robustness.md",
+        f"results/tables/{DATASET}/robustness.csv",
+        f"results/tables/{DATASET}/robustness_breaking.csv",
+        *[f"results/figures/{DATASET}/robustness_{k}.png" for k in robustness_kinds()],
+    ]
+
+
+rule robustness:
+    input:
+        robustness_outputs(),
+
+
+rule robustness_examples:
+    message:
+        "Choosing the {wildcards.dataset} excerpts of the robustness study (J={wildcards.J})"
+    input:
+        "results/data/{dataset}/examples/J{J}_test.csv",
+    output:
+        "results/robustness/{dataset}/J{J}_test.csv",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/robustness/{dataset}/J{J}_examples.log",
+    params:
+        max_examples=ROBUSTNESS["max_examples"],
+    shell:
+        "choirbench robustness-examples --examples {input} --max-examples {params.max_examples} --out {output} "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule robustness_separate:
+    message:
+        "Separating the robustness excerpts with {wildcards.method}, F0 corrupted by {wildcards.corruption}"
+    input:
+        examples="results/robustness/{dataset}/J{J}_test.csv",
+        entry=rules.separate.input.entry,
+        checkpoint=lambda w: (
+            f"results/models/{w.dataset}/{trained_by(w.method)}/seed{ROBUSTNESS_SEED}/model.pt"
+            if trainable(w.method)
+            else []
+        ),
+        f0=f0_input,
+    output:
+        directory("results/robustness/{dataset}/{method}/{corruption}/J{J}"),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/robustness/{dataset}/{method}/{corruption}/J{J}_separate.log",
+    benchmark:
+        "results/benchmarks/robustness/{dataset}/{method}/{corruption}/J{J}_separate.tsv"
+    params:
+        spec=lambda w: ROBUSTNESS_CORRUPTIONS[w.corruption],
+        seed=ROBUSTNESS["seed"],
+        checkpoint=lambda w, input: f"--checkpoint {input.checkpoint}" if input.checkpoint else "",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "choirbench separate-set --data results/data/{wildcards.dataset} --examples {input.examples} "
+        "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} "
+        "--f0-corruption '{params.spec}' --corruption-seed {params.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule robustness_evaluate:
+    message:
+        "Scoring {wildcards.method} with its F0 corrupted by {wildcards.corruption}"
+    input:
+        examples="results/robustness/{dataset}/J{J}_test.csv",
+        estimates="results/robustness/{dataset}/{method}/{corruption}/J{J}",
+    output:
+        "results/robustness/{dataset}/{method}/{corruption}/J{J}.parquet",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/robustness/{dataset}/{method}/{corruption}/J{J}_evaluate.log",
+    benchmark:
+        "results/benchmarks/robustness/{dataset}/{method}/{corruption}/J{J}_evaluate.tsv"
+    params:
+        seed=ROBUSTNESS_SEED,
+        excerpt_s=config["examples"]["excerpt_s"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "choirbench evaluate --data results/data/{wildcards.dataset} --examples {input.examples} "
+        "--estimates {input.estimates} --dataset {wildcards.dataset} --method {wildcards.method} "
+        "--seed {params.seed} --J {wildcards.J} --excerpt-s {params.excerpt_s} --out {output} "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule robustness_tables:
+    message:
+        "Robustness to F0 errors on {wildcards.dataset}: tables, curves, breaking points"
+    input:
+        metrics=lambda w: robustness_metric_tables(w.dataset),
+        references=lambda w: robustness_references(w.dataset),
+        examples=f"results/robustness/{{dataset}}/J{ROBUSTNESS_J}_test.csv",
+    output:
+        md=report(
+            "results/tables/{dataset}/robustness.md",
+            caption="../report/robustness.rst",
+            category="Robustness",
+        ),
+        long="results/tables/{dataset}/robustness.csv",
+        summary="results/tables/{dataset}/robustness_summary.csv",
+        breaking="results/tables/{dataset}/robustness_breaking.csv",
+        figures=report(
+            expand("results/figures/{{dataset}}/robustness_{kind}.png", kind=robustness_kinds()),
+            caption="../report/robustness.rst",
+            category="Robustness",
+        ),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/robustness/{dataset}/tables.log",
+    params:
+        baselines=[m for m in ROBUSTNESS_METHODS if METHODS[m]["model"] in NMF_MODELS],
+    shell:
+        "choirbench robustness --dataset {wildcards.dataset} --metrics {input.metrics} "
+        "--references {input.references} --examples {input.examples} --baselines {params.baselines} "
+        "--tables-out results/tables/{wildcards.dataset} --figures-out results/figures/{wildcards.dataset} "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
