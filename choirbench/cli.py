@@ -52,13 +52,21 @@ def cmd_train(args) -> None:
 
 
 def cmd_separate_set(args) -> None:
+    from choirbench.data_prep.f0_corruption import parse_corruption
     from choirbench.methods.harness import read_entry, separate_examples
 
     entry = read_entry(Path(args.method_config))
+    specs = args.f0_corruption or [None]  # several F0 corruptions: one process, one --out folder each
+    if len(specs) != len(args.out):
+        raise ChoirbenchError(f"--out: give one folder per --f0-corruption spec ({len(specs)} specs, "
+                              f"{len(args.out)} folders)")
+    for spec in filter(None, specs):
+        parse_corruption(spec)  # every typo before any work
     _threads(args.threads)
-    separate_examples(Path(args.data), Path(args.examples), entry,
-                      Path(args.checkpoint) if args.checkpoint else None, Path(args.out),
-                      f0_corruption=args.f0_corruption, corruption_seed=args.corruption_seed)
+    for spec, out in zip(specs, args.out):
+        separate_examples(Path(args.data), Path(args.examples), entry,
+                          Path(args.checkpoint) if args.checkpoint else None, Path(out),
+                          f0_corruption=spec, corruption_seed=args.corruption_seed)
 
 
 def cmd_separate(args) -> None:
@@ -80,7 +88,8 @@ def cmd_evaluate(args) -> None:
     from choirbench.evaluation.evaluate import evaluate_set, write_table
 
     table = evaluate_set(Path(args.data), Path(args.examples), Path(args.estimates), dataset=args.dataset,
-                         method=args.method, seed=args.seed, J=args.J, excerpt_s=args.excerpt_s)
+                         method=args.method, seed=args.seed, J=args.J, excerpt_s=args.excerpt_s,
+                         metrics=tuple(args.metrics) if args.metrics else None)
     write_table(table, Path(args.out))
 
 
@@ -182,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", required=True)
     p.add_argument("--method-config", required=True)
     p.add_argument("--checkpoint")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, nargs="+", help="output folder (one per --f0-corruption spec)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--f0-corruption", help="corrupt every excerpt's F0 first, e.g. offset_hz:+12, offset_cents:-50, "
-                   "octave:+1@0.2, missing:0.3, voicing:0.1 (robustness study)")
+    p.add_argument("--f0-corruption", nargs="+", help="corrupt every excerpt's F0 first, e.g. offset_hz:+12, "
+                   "offset_cents:-50, octave:+1@0.2, missing:0.3, voicing:0.1 (robustness study); several specs "
+                   "separate once per spec")
     p.add_argument("--corruption-seed", type=int, default=0, help="seed of the F0 corruption's error pattern")
     p.set_defaults(func=cmd_separate_set)
 
@@ -211,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--J", type=int, required=True)
     p.add_argument("--excerpt-s", type=float, default=EXCERPT_SECONDS)
     p.add_argument("--out", required=True)
+    p.add_argument("--metrics", nargs="+", help="only these metrics (default: all), e.g. SI-SDR")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tables", help="aggregate metric tables into CSV/Markdown/LaTeX")

@@ -185,17 +185,39 @@ def excerpt_seed(seed: int, example_id: str) -> tuple[int, int]:
     return int(seed), zlib.crc32(str(example_id).encode("utf-8"))
 
 
+def grid_specs(block: dict) -> list[str]:
+    """The canonical specs of a config's ``robustness`` block, in :data:`KINDS` order, without the
+    zero-size points (the true F0 is the main run's). ``block``: ``grids`` {kind: [sizes]},
+    ``octave_shares`` [share] (each octave size is run at each share) and ``segments`` {kind: frames}.
+    Raises ChoirbenchError naming the spec built from a bad size."""
+    grids, segments = block.get("grids", {}), block.get("segments", {})
+    unknown = set(grids) - set(KINDS[1:]) | set(segments) - set(_DEFAULT_SEGMENTS)
+    if unknown:
+        raise ChoirbenchError(f"robustness: unknown kind(s) {sorted(unknown)} (expected {', '.join(KINDS[1:])})")
+    seg = {k: f"~{segments[k]}" if k in segments else "" for k in _DEFAULT_SEGMENTS}
+    specs = [f"offset_hz:{v:+g}" for v in grids.get("offset_hz", [])]
+    specs += [f"offset_cents:{v:+g}" for v in grids.get("offset_cents", [])]
+    specs += [f"octave:{int(v):+d}@{s:g}{seg['octave']}" for s in block.get("octave_shares", [])
+              for v in grids.get("octave", [])]
+    specs += [f"missing:{v:g}{seg['missing']}" for v in grids.get("missing", [])]
+    specs += [f"voicing:{v:g}{seg['voicing']}" for v in grids.get("voicing", [])]
+    parsed = [parse_corruption(s) for s in specs]
+    return list(dict.fromkeys(c.spec for c in parsed if not c.is_identity))
+
+
 def study_excerpts(examples: pd.DataFrame, max_examples: int) -> pd.DataFrame:
-    """The robustness study's excerpts: ``max_examples`` rows of a test list spread evenly over it
-    (the list is sorted by song, so every song is represented when there are enough), all of them
-    when ``max_examples`` is 0 or at least the list's length."""
+    """The robustness study's excerpts: ``max_examples`` rows of an excerpt list taken round-robin
+    over its songs (each song's first excerpt, then each song's second, ...), so that every song is
+    represented when there are enough; in the list's order. All rows when ``max_examples`` is 0.
+    Raises ChoirbenchError for a negative count."""
     if max_examples < 0:
         raise ChoirbenchError(f"robustness.max_examples must be >= 0, got {max_examples}")
-    n = len(examples)
-    if max_examples == 0 or max_examples >= n:
+    if max_examples == 0 or max_examples >= len(examples):
         return examples.reset_index(drop=True)
-    keep = np.round(np.linspace(0, n - 1, max_examples)).astype(int)
-    return examples.iloc[keep].reset_index(drop=True)
+    rank = examples.groupby("song", sort=False).cumcount()
+    song = examples["song"].map({s: i for i, s in enumerate(dict.fromkeys(examples["song"]))})
+    keep = np.lexsort((song.to_numpy(), rank.to_numpy()))[:max_examples]
+    return examples.iloc[np.sort(keep)].reset_index(drop=True)
 
 
 def _checked_f0(f0: np.ndarray) -> np.ndarray:
@@ -238,5 +260,5 @@ def _flip_voicing(track: np.ndarray, hit: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["DEFAULT_SEGMENT", "F0_CEIL_HZ", "F0_FLOOR_HZ", "KINDS", "Corruption", "corrupt_f0", "excerpt_seed",
+__all__ = ["DEFAULT_SEGMENT", "F0_CEIL_HZ", "F0_FLOOR_HZ", "KINDS", "Corruption", "corrupt_f0", "excerpt_seed", "grid_specs",
            "parse_corruption", "study_excerpts"]

@@ -17,13 +17,17 @@ log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ["dataset", "method", "seed", "J", "example_id", "voice", "frame", "metric", "value"]
 FRAME_SECONDS = 1.0
+METRICS = (*BSS_METRICS, "SI-SDR")
 
 
-def score_example(references: np.ndarray, estimates: np.ndarray, frame: int) -> dict[str, np.ndarray]:
-    """Every metric for one excerpt: name -> [J, frames]."""
-    scores = bss_eval_v4(references, estimates, win=frame, hop=frame)
+def score_example(references: np.ndarray, estimates: np.ndarray, frame: int,
+                  metrics: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Every metric (or only those named in ``metrics``) for one excerpt: name -> [J, frames]."""
+    wanted = set(metrics or METRICS)
+    # BSS Eval is the costly one: skipped when none of its metrics is asked for (robustness study)
+    scores = bss_eval_v4(references, estimates, win=frame, hop=frame) if wanted & set(BSS_METRICS) else {}
     scores["SI-SDR"] = si_sdr(references, estimates, win=frame, hop=frame)
-    return scores
+    return {name: values for name, values in scores.items() if name in wanted}
 
 
 def read_estimates(folder: Path, parts: tuple[str, ...], n: int) -> np.ndarray:
@@ -37,15 +41,19 @@ def read_estimates(folder: Path, parts: tuple[str, ...], n: int) -> np.ndarray:
 
 
 def evaluate_set(data_root: Path, examples_csv: Path, estimates_dir: Path, *, dataset: str, method: str,
-                 seed: int, J: int, excerpt_s: float, frame_s: float = FRAME_SECONDS) -> pd.DataFrame:
-    """The long table (see TABLE_COLUMNS) for every excerpt of the list."""
+                 seed: int, J: int, excerpt_s: float, frame_s: float = FRAME_SECONDS,
+                 metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The long table (see TABLE_COLUMNS) for every excerpt of the list: every metric, or those of ``metrics``."""
+    unknown = sorted(set(metrics or ()) - set(METRICS))
+    if unknown:
+        raise ChoirbenchError(f"unknown metric(s) {', '.join(unknown)} (expected some of {', '.join(METRICS)})")
     examples = read_examples(examples_csv)
     frame = int(round(frame_s * SAMPLE_RATE))
     chunks = []
     for row in tqdm(list(examples.itertuples()), desc=f"evaluate {method} J={J}", disable=None):
         ex = load_example(data_root, row, excerpt_s=excerpt_s)
         est = read_estimates(Path(estimates_dir) / ex.example_id, ex.parts, len(ex.mixture))
-        for metric, values in score_example(ex.voices, est, frame).items():
+        for metric, values in score_example(ex.voices, est, frame, metrics).items():
             J_, T = values.shape
             chunks.append(pd.DataFrame({
                 "example_id": ex.example_id, "voice": np.repeat(ex.parts, T),
@@ -67,4 +75,4 @@ def write_table(table: pd.DataFrame, path: Path) -> None:
         table.to_parquet(tmp, index=False)
 
 
-__all__ = ["BSS_METRICS", "TABLE_COLUMNS", "evaluate_set", "score_example", "write_table"]
+__all__ = ["BSS_METRICS", "METRICS", "TABLE_COLUMNS", "evaluate_set", "score_example", "write_table"]

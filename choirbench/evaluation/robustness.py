@@ -63,6 +63,8 @@ def read_robustness_tables(paths: list[Path], references: list[Path], examples_c
                                    share=corruption.share if corruption.kind == "octave" else np.nan))
     clean = read_tables(list(map(Path, references)))
     clean = clean[clean["example_id"].astype(str).isin(example_ids)]
+    if chunks:  # the corrupted runs may score fewer metrics (robustness.metrics): keep the same ones
+        clean = clean[clean["metric"].isin(set().union(*(c["metric"] for c in chunks)))]
     for method, rows in clean.groupby("method"):
         if set(rows["example_id"].astype(str)) != example_ids:
             raise ChoirbenchError(f"the main run's tables of {method!r} lack some robustness excerpts "

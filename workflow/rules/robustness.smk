@@ -2,7 +2,7 @@
 # robustness excerpts once per corruption of the config's grid (F0 corrupted at test time only);
 # tables, curves and the error size where each method stops beating the NMF baselines.
 #   snakemake --cores 2 robustness
-from choirbench.data_prep.f0_corruption import parse_corruption
+from choirbench.data_prep.f0_corruption import grid_specs, parse_corruption
 
 ROBUSTNESS = config["robustness"]
 ROBUSTNESS_J = ROBUSTNESS["J"]
@@ -22,21 +22,13 @@ def robustness_methods():
     return chosen
 
 
-def robustness_corruptions():
-    """{directory label: spec} of every corruption on the grid (size 0 comes from the main run)."""
-    grids, segments = ROBUSTNESS["grids"], ROBUSTNESS["segments"]
-    seg = {k: f"~{segments[k]}" if k in segments else "" for k in ("octave", "missing", "voicing")}
-    specs = [f"offset_hz:{v:+g}" for v in grids["offset_hz"]]
-    specs += [f"offset_cents:{v:+g}" for v in grids["offset_cents"]]
-    specs += [f"octave:{v:+d}@{s:g}{seg['octave']}" for s in ROBUSTNESS["octave_shares"] for v in grids["octave"]]
-    specs += [f"missing:{v:g}{seg['missing']}" for v in grids["missing"]]
-    specs += [f"voicing:{v:g}{seg['voicing']}" for v in grids["voicing"]]
-    parsed = [parse_corruption(s) for s in specs]
-    return {c.label: c.spec for c in parsed if not c.is_identity}
-
-
-ROBUSTNESS_CORRUPTIONS = robustness_corruptions() if ROBUSTNESS["enabled"] else {}
+# {directory label: spec} of every corruption on the grid (size 0 comes from the main run)
+ROBUSTNESS_CORRUPTIONS = (
+    {parse_corruption(s).label: s for s in grid_specs(ROBUSTNESS)} if ROBUSTNESS["enabled"] else {}
+)
 ROBUSTNESS_METHODS = robustness_methods() if ROBUSTNESS["enabled"] else []
+if ROBUSTNESS["metrics"] and "SI-SDR" not in ROBUSTNESS["metrics"]:
+    raise ValueError("config: robustness.metrics must include SI-SDR (the curves' metric) or be empty (every metric)")
 
 
 wildcard_constraints:
@@ -99,38 +91,42 @@ rule robustness_examples:
         "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
-rule robustness_separate:
-    message:
-        "Separating the robustness excerpts with {wildcards.method}, F0 corrupted by {wildcards.corruption}"
-    input:
-        examples="results/robustness/{dataset}/J{J}_test.csv",
-        entry=rules.separate.input.entry,
-        checkpoint=lambda w: (
-            f"results/models/{w.dataset}/{trained_by(w.method)}/seed{ROBUSTNESS_SEED}/model.pt"
-            if trainable(w.method)
-            else []
-        ),
-        f0=f0_input,
-    output:
-        directory("results/robustness/{dataset}/{method}/{corruption}/J{J}"),
-    conda:
-        "../envs/choirbench.yaml"
-    log:
-        "results/logs/robustness/{dataset}/{method}/{corruption}/J{J}_separate.log",
-    benchmark:
-        "results/benchmarks/robustness/{dataset}/{method}/{corruption}/J{J}_separate.tsv"
-    params:
-        spec=lambda w: ROBUSTNESS_CORRUPTIONS[w.corruption],
-        seed=ROBUSTNESS["seed"],
-        checkpoint=lambda w, input: f"--checkpoint {input.checkpoint}" if input.checkpoint else "",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    shell:
-        "choirbench separate-set --data results/data/{wildcards.dataset} --examples {input.examples} "
-        "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} "
-        "--f0-corruption '{params.spec}' --corruption-seed {params.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+if ROBUSTNESS_CORRUPTIONS:
+
+    # one job per method entry for every corruption: the start-up (importing torch, loading the
+    # model) is paid once, not once per grid point
+    rule robustness_separate:
+        message:
+            "Separating the robustness excerpts with {wildcards.method}, once per F0 corruption"
+        input:
+            examples="results/robustness/{dataset}/J{J}_test.csv",
+            entry=rules.separate.input.entry,
+            checkpoint=lambda w: (
+                f"results/models/{w.dataset}/{trained_by(w.method)}/seed{ROBUSTNESS_SEED}/model.pt"
+                if trainable(w.method)
+                else []
+            ),
+            f0=f0_input,
+        output:
+            [directory(f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}") for c in ROBUSTNESS_CORRUPTIONS],
+        conda:
+            "../envs/choirbench.yaml"
+        log:
+            "results/logs/robustness/{dataset}/{method}/J{J}_separate.log",
+        benchmark:
+            "results/benchmarks/robustness/{dataset}/{method}/J{J}_separate.tsv"
+        params:
+            specs=" ".join(f"'{spec}'" for spec in ROBUSTNESS_CORRUPTIONS.values()),
+            seed=ROBUSTNESS["seed"],
+            checkpoint=lambda w, input: f"--checkpoint {input.checkpoint}" if input.checkpoint else "",
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=120,
+        shell:
+            "choirbench separate-set --data results/data/{wildcards.dataset} --examples {input.examples} "
+            "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} "
+            "--f0-corruption {params.specs} --corruption-seed {params.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule robustness_evaluate:
@@ -150,6 +146,7 @@ rule robustness_evaluate:
     params:
         seed=ROBUSTNESS_SEED,
         excerpt_s=config["examples"]["excerpt_s"],
+        metrics=f"--metrics {' '.join(ROBUSTNESS['metrics'])}" if ROBUSTNESS["metrics"] else "",
     threads: 1
     resources:
         mem_mb=2000,
@@ -157,7 +154,7 @@ rule robustness_evaluate:
     shell:
         "choirbench evaluate --data results/data/{wildcards.dataset} --examples {input.examples} "
         "--estimates {input.estimates} --dataset {wildcards.dataset} --method {wildcards.method} "
-        "--seed {params.seed} --J {wildcards.J} --excerpt-s {params.excerpt_s} --out {output} "
+        "--seed {params.seed} --J {wildcards.J} --excerpt-s {params.excerpt_s} {params.metrics} --out {output} "
         "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
