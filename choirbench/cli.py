@@ -87,10 +87,14 @@ def cmd_separate(args) -> None:
 def cmd_evaluate(args) -> None:
     from choirbench.evaluation.evaluate import evaluate_set, write_table
 
-    table = evaluate_set(Path(args.data), Path(args.examples), Path(args.estimates), dataset=args.dataset,
-                         method=args.method, seed=args.seed, J=args.J, excerpt_s=args.excerpt_s,
-                         metrics=tuple(args.metrics) if args.metrics else None)
-    write_table(table, Path(args.out))
+    if len(args.estimates) != len(args.out):  # several sets (robustness study): one table each
+        raise ChoirbenchError(f"--out: give one table per --estimates folder ({len(args.estimates)} folders, "
+                              f"{len(args.out)} tables)")
+    for estimates, out in zip(args.estimates, args.out):
+        table = evaluate_set(Path(args.data), Path(args.examples), Path(estimates), dataset=args.dataset,
+                             method=args.method, seed=args.seed, J=args.J, excerpt_s=args.excerpt_s,
+                             metrics=tuple(args.metrics) if args.metrics else None)
+        write_table(table, Path(out))
 
 
 def cmd_tables(args) -> None:
@@ -214,13 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="BSS Eval v4 + SI-SDR of one set of estimates -> Parquet")
     p.add_argument("--data", required=True)
     p.add_argument("--examples", required=True)
-    p.add_argument("--estimates", required=True)
+    p.add_argument("--estimates", required=True, nargs="+", help="estimates folder(s), one table each")
     p.add_argument("--dataset", required=True)
     p.add_argument("--method", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--J", type=int, required=True)
     p.add_argument("--excerpt-s", type=float, default=EXCERPT_SECONDS)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, nargs="+", help="Parquet table(s), one per --estimates folder")
     p.add_argument("--metrics", nargs="+", help="only these metrics (default: all), e.g. SI-SDR")
     p.set_defaults(func=cmd_evaluate)
 

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from choirbench import ChoirbenchError
@@ -9,6 +10,7 @@ from choirbench.data_prep.f0_corruption import (DEFAULT_SEGMENT, F0_CEIL_HZ, F0_
                                                 excerpt_seed, parse_corruption)
 from choirbench.data_prep.prepared import make_examples
 from choirbench.methods.harness import read_entry, separate_examples
+from choirbench.cli import main
 from choirbench.io import read_wav
 
 
@@ -172,7 +174,7 @@ def test_separate_set_corrupts_the_f0_the_method_sees(tmp_path, tiny_dataset):
     examples = tmp_path / "J2_test.csv"
     make_examples(tiny_dataset, 2, "test", seed=0, skip_first=False, max_examples=1).to_csv(examples, index=False)
     entry_path = tmp_path / "nmf2.json"
-    entry_path.write_text(json.dumps({"id": "nmf2", "model": "nmf2"}))
+    entry_path.write_text(json.dumps({"id": "nmf2", "model": "nmf2", "params": {"iterations": 3}}))
     entry = read_entry(entry_path)
     outs = {}
     for name, spec in [("clean", None), ("none", "none"), ("octave", "octave:+1@1")]:
@@ -183,3 +185,29 @@ def test_separate_set_corrupts_the_f0_the_method_sees(tmp_path, tiny_dataset):
     with pytest.raises(ChoirbenchError, match="unknown kind"):
         separate_examples(tiny_dataset, examples, entry, None, tmp_path / "typo", f0_corruption="octav:+1@1")
     assert not (tmp_path / "typo").exists()
+
+
+def test_cli_separates_and_scores_several_corruptions_in_one_call(tmp_path, tiny_dataset):
+    """separate-set and evaluate take several specs / folders (one process for a whole grid);
+    evaluate --metrics SI-SDR gives exactly the SI-SDR rows of the full evaluation."""
+    examples = tmp_path / "J2_test.csv"
+    make_examples(tiny_dataset, 2, "test", seed=0, skip_first=False, max_examples=1).to_csv(examples, index=False)
+    entry = tmp_path / "mixture.json"
+    entry.write_text(json.dumps({"id": "mixture", "model": "mixture"}))
+    common = ["separate-set", "--data", str(tiny_dataset), "--examples", str(examples), "--method-config", str(entry)]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main([*common, "--out", str(a), str(b), "--f0-corruption", "none", "octav:+1@1"]) == 2
+    assert main([*common, "--out", str(a), "--f0-corruption", "none", "missing:0.5"]) == 2
+    assert not a.exists() and not b.exists()                      # every problem found before any work
+    assert main([*common, "--out", str(a), str(b), "--f0-corruption", "none", "missing:0.5"]) == 0
+    assert len(list(a.rglob("*.wav"))) == len(list(b.rglob("*.wav"))) == 2
+    score = ["evaluate", "--data", str(tiny_dataset), "--examples", str(examples), "--dataset", "tiny",
+             "--method", "mixture", "--seed", "0", "--J", "2"]
+    assert main([*score, "--estimates", str(a), str(b), "--out", str(tmp_path / "a.parquet"),
+                 str(tmp_path / "b.parquet"), "--metrics", "SI-SDR"]) == 0
+    assert main([*score, "--estimates", str(a), "--out", str(tmp_path / "full.parquet")]) == 0
+    assert main([*score, "--estimates", str(a), "--out", str(tmp_path / "x.parquet"), "--metrics", "SISDR"]) == 2
+    only, full = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "full.parquet")
+    assert set(only["metric"]) == {"SI-SDR"} and {"SDR", "SI-SDR"} <= set(full["metric"])
+    pd.testing.assert_frame_equal(only, full[full["metric"] == "SI-SDR"].reset_index(drop=True))
+    assert (tmp_path / "b.parquet").is_file()

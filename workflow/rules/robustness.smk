@@ -31,10 +31,6 @@ if ROBUSTNESS["metrics"] and "SI-SDR" not in ROBUSTNESS["metrics"]:
     raise ValueError("config: robustness.metrics must include SI-SDR (the curves' metric) or be empty (every metric)")
 
 
-wildcard_constraints:
-    corruption="|".join(map(re.escape, ROBUSTNESS_CORRUPTIONS)) or "NONE",
-
-
 def robustness_metric_tables(dataset):
     return [
         f"results/robustness/{dataset}/{m}/{c}/J{ROBUSTNESS_J}.parquet"
@@ -93,8 +89,8 @@ rule robustness_examples:
 
 if ROBUSTNESS_CORRUPTIONS:
 
-    # one job per method entry for every corruption: the start-up (importing torch, loading the
-    # model) is paid once, not once per grid point
+    # one job per method entry for all corruptions (separation, then scoring): the start-up
+    # (importing torch, loading the model) is paid once, not once per grid point
     rule robustness_separate:
         message:
             "Separating the robustness excerpts with {wildcards.method}, once per F0 corruption"
@@ -122,40 +118,40 @@ if ROBUSTNESS_CORRUPTIONS:
         threads: 1
         resources:
             mem_mb=4000,
-            runtime=120,
+            runtime=config["compute"]["train_runtime_min"],  # one job covers the whole grid: long, like training
         shell:
             "choirbench separate-set --data results/data/{wildcards.dataset} --examples {input.examples} "
             "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} "
             "--f0-corruption {params.specs} --corruption-seed {params.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
-rule robustness_evaluate:
-    message:
-        "Scoring {wildcards.method} with its F0 corrupted by {wildcards.corruption}"
-    input:
-        examples="results/robustness/{dataset}/J{J}_test.csv",
-        estimates="results/robustness/{dataset}/{method}/{corruption}/J{J}",
-    output:
-        "results/robustness/{dataset}/{method}/{corruption}/J{J}.parquet",
-    conda:
-        "../envs/choirbench.yaml"
-    log:
-        "results/logs/robustness/{dataset}/{method}/{corruption}/J{J}_evaluate.log",
-    benchmark:
-        "results/benchmarks/robustness/{dataset}/{method}/{corruption}/J{J}_evaluate.tsv"
-    params:
-        seed=ROBUSTNESS_SEED,
-        excerpt_s=config["examples"]["excerpt_s"],
-        metrics=f"--metrics {' '.join(ROBUSTNESS['metrics'])}" if ROBUSTNESS["metrics"] else "",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    shell:
-        "choirbench evaluate --data results/data/{wildcards.dataset} --examples {input.examples} "
-        "--estimates {input.estimates} --dataset {wildcards.dataset} --method {wildcards.method} "
-        "--seed {params.seed} --J {wildcards.J} --excerpt-s {params.excerpt_s} {params.metrics} --out {output} "
-        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+    rule robustness_evaluate:
+        message:
+            "Scoring {wildcards.method} with its F0 corrupted, once per corruption"
+        input:
+            examples="results/robustness/{dataset}/J{J}_test.csv",
+            estimates=[f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}" for c in ROBUSTNESS_CORRUPTIONS],
+        output:
+            [f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}.parquet" for c in ROBUSTNESS_CORRUPTIONS],
+        conda:
+            "../envs/choirbench.yaml"
+        log:
+            "results/logs/robustness/{dataset}/{method}/J{J}_evaluate.log",
+        benchmark:
+            "results/benchmarks/robustness/{dataset}/{method}/J{J}_evaluate.tsv"
+        params:
+            seed=ROBUSTNESS_SEED,
+            excerpt_s=config["examples"]["excerpt_s"],
+            metrics=f"--metrics {' '.join(ROBUSTNESS['metrics'])}" if ROBUSTNESS["metrics"] else "",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=config["compute"]["train_runtime_min"],
+        shell:
+            "choirbench evaluate --data results/data/{wildcards.dataset} --examples {input.examples} "
+            "--estimates {input.estimates} --dataset {wildcards.dataset} --method {wildcards.method} "
+            "--seed {params.seed} --J {wildcards.J} --excerpt-s {params.excerpt_s} {params.metrics} --out {output} "
+            "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule robustness_tables:
