@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -176,7 +177,9 @@ def plot_curves(summary: pd.DataFrame, kind: str, path: Path, title: str = "", m
                 ax.axhline(bounds[method], color="0.35", ls=style, lw=1.2, label=f"{method} (no F0)")
         ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
         ax.set_xlabel(AXIS_LABELS[kind])
-        ax.set_title(f"on {share:g} of the voiced frames" if kind == "octave" else "")
+        ax.set_title(f"on {_percent(share)} of the voiced frames" if kind == "octave" else "")
+        if kind == "octave":
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"median {metric} (dB)")
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
@@ -189,6 +192,10 @@ def plot_curves(summary: pd.DataFrame, kind: str, path: Path, title: str = "", m
 
 def _fmt(value: float) -> str:
     return "-" if not np.isfinite(value) else f"{value:.1f}"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:g} %"
 
 
 def _size(kind: str, size: float) -> str:
@@ -209,7 +216,7 @@ def to_markdown_report(summary: pd.DataFrame, breaks: pd.DataFrame, dataset: str
             f"{m} {_fmt(v)} dB" for m, v in bounds.reindex(method_order(bounds.index)).items()), ""]
     for kind in [k for k in KINDS if k in set(sub["kind"]) and k != "none"]:
         for share, frame in sorted(curves(summary, kind, metric).items(), key=lambda kv: np.nan_to_num(kv[0])):
-            head = AXIS_LABELS[kind] + (f", on {share:g} of the voiced frames" if kind == "octave" else "")
+            head = AXIS_LABELS[kind] + (f", on {_percent(share)} of the voiced frames" if kind == "octave" else "")
             table = frame.reset_index().rename(columns={s: ("0" if s == 0 else _size(kind, s)) for s in frame.columns})
             for col in table.columns[1:]:
                 table[col] = table[col].map(_fmt)
@@ -228,13 +235,20 @@ def to_markdown_report(summary: pd.DataFrame, breaks: pd.DataFrame, dataset: str
             return f"beyond {_size(kind, end)}" if not np.isfinite(size) else _size(kind, size)
 
         shown = breaks.assign(
-            kind=[k + (f" @{s:g}" if k == "octave" else "") for k, s in zip(breaks["kind"], breaks["share"])],
+            kind=[k + (f" on {_percent(s)}" if k == "octave" else "") for k, s in zip(breaks["kind"], breaks["share"])],
+            column=[f"{a}, {d}" for a, d in zip(breaks["against"], breaks["direction"])],
             stops_at=[stops(*r) for r in zip(breaks["kind"], breaks["beats_at_zero"], breaks["stops_at"],
                                              breaks["grid_end"])])
-        shown = shown[["method", "kind", "direction", "against", "stops_at"]].rename(
-            columns={"against": "NMF baselines given", "stops_at": "stops beating them at"})
-        lines += ["First error size (walking away from 0) at which the method's median is no longer above "
-                  "the better NMF baseline's.", "", to_markdown(shown)]
+        wide = shown.pivot_table(index=["method", "kind"], columns="column", values="stops_at", aggfunc="first",
+                                 sort=False).fillna("")
+        columns = [c for c in ("same F0 errors, -", "same F0 errors, +", "true F0, -", "true F0, +") if c in wide]
+        wide = wide[columns].reset_index()
+        wide["_m"] = wide["method"].map({m: i for i, m in enumerate(method_order(wide["method"]))})
+        wide["_k"] = [KINDS.index(k.split(" ")[0]) for k in wide["kind"]]
+        wide = wide.sort_values(["_m", "_k"], kind="stable").drop(columns=["_m", "_k"])
+        lines += ["First error size, walking away from 0 (- and + separately), at which the method's median is no "
+                  "longer above the better NMF baseline's, the baselines given the same F0 errors or the true F0.",
+                  "", to_markdown(wide)]
     return "\n".join(lines)
 
 
