@@ -197,7 +197,7 @@ def test_default_block_and_grid_specs():
     block = schema_checked({})
     assert block["enabled"] and block["J"] == 4 and block["max_examples"] > 0
     specs = grid_specs(block)
-    assert {parse_corruption(s).kind for s in specs} == {"offset_hz", "octave", "missing", "voicing"}
+    assert {parse_corruption(s).kind for s in specs} == {"offset_hz", "offset_cents", "octave", "missing", "voicing"}
     # the default run's block is the schema's defaults (one source of truth, shown in config.yaml)
     shown = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["robustness"]
     assert schema_checked(shown) == block
