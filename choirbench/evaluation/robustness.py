@@ -227,7 +227,7 @@ def to_markdown_report(summary: pd.DataFrame, breaks: pd.DataFrame, dataset: str
                   f"{int(sub['frames'].sum())} {metric} frames.", ""]
     lines += ["## Where each method stops beating the NMF baselines", ""]
     if breaks.empty:
-        lines += ["No NMF baseline in this run.", ""]
+        lines += ["Nothing to compare: this run has no NMF baseline or no other F0-informed method.", ""]
     else:
         def stops(kind, zero, size, end):
             if not zero:
