@@ -49,9 +49,9 @@ def read_robustness_tables(paths: list[Path], references: list[Path], examples_c
     Raises ChoirbenchError when a table is missing, a folder name is not a corruption, a table's
     method disagrees with its folder, or a reference lacks some of the excerpts.
     """
-    example_ids = set(pd.read_csv(examples_csv)["example_id"].astype(str)) if Path(examples_csv).is_file() else None
-    if example_ids is None:
+    if not Path(examples_csv).is_file():
         raise ChoirbenchError(f"{examples_csv}: excerpt list not found")
+    example_ids = set(pd.read_csv(examples_csv, dtype={"example_id": str})["example_id"])
     chunks = []
     for path in map(Path, paths):
         table = read_tables([path])
@@ -60,6 +60,8 @@ def read_robustness_tables(paths: list[Path], references: list[Path], examples_c
         if methods != {path.parent.parent.name}:
             raise ChoirbenchError(f"{path}: holds method(s) {sorted(methods)}, its folder says "
                                   f"{path.parent.parent.name!r}")
+        if set(table["example_id"].astype(str)) != example_ids:
+            raise ChoirbenchError(f"{path}: scores other excerpts than {examples_csv}")
         chunks.append(table.assign(corruption=corruption.spec, kind=corruption.kind, size=corruption.size,
                                    share=corruption.share if corruption.kind == "octave" else np.nan))
     clean = read_tables(list(map(Path, references)))
