@@ -116,8 +116,13 @@ def test_bad_robustness_inputs_are_one_clear_error(tables, tmp_path):
         read_robustness_tables([*paths, moved], refs, examples)
     more = tmp_path / "more.csv"
     pd.DataFrame({"example_id": [*EXAMPLES, "song_SATB_0016000ms"]}).to_csv(more, index=False)
-    with pytest.raises(ChoirbenchError, match="lack some robustness excerpts"):
+    with pytest.raises(ChoirbenchError, match="scores other excerpts than"):
         read_robustness_tables(paths, refs, more)
+    short = tmp_path / "short.parquet"                                # a main-run table missing an excerpt
+    table = pd.read_parquet(refs[0])
+    table[table["example_id"] != EXAMPLES[0]].to_parquet(short)
+    with pytest.raises(ChoirbenchError, match="lack some robustness excerpts"):
+        read_robustness_tables(paths, [short, *refs[1:]], examples)
 
 
 # ------------------------------------------------------------------------------- the workflow target
