@@ -18,9 +18,11 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/methods.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/robustness.smk"
 
 
 rule all:
     default_target: True
     input:
         final_outputs(),
+        robustness_outputs(),

@@ -62,12 +62,21 @@ def cmd_train(args) -> None:
 
 
 def cmd_separate_set(args) -> None:
+    from choirbench.data_prep.f0_corruption import parse_corruption
     from choirbench.methods.harness import read_entry, separate_examples
 
     entry = read_entry(Path(args.method_config))
+    specs = args.f0_corruption or [None]  # several F0 corruptions: one process, one --out folder each
+    if len(specs) != len(args.out):
+        raise ChoirbenchError(f"--out: give one folder per --f0-corruption spec ({len(specs)} specs, "
+                              f"{len(args.out)} folders)")
+    for spec in filter(None, specs):
+        parse_corruption(spec)  # every typo before any work
     _threads(args.threads)
-    separate_examples(Path(args.data), Path(args.examples), entry,
-                      Path(args.checkpoint) if args.checkpoint else None, Path(args.out))
+    for spec, out in zip(specs, args.out):
+        separate_examples(Path(args.data), Path(args.examples), entry,
+                          Path(args.checkpoint) if args.checkpoint else None, Path(out),
+                          f0_corruption=spec, corruption_seed=args.corruption_seed)
 
 
 def cmd_separate(args) -> None:
@@ -105,9 +114,14 @@ def cmd_convert_checkpoint(args) -> None:
 def cmd_evaluate(args) -> None:
     from choirbench.evaluation.evaluate import evaluate_set, write_table
 
-    table = evaluate_set(Path(args.data), Path(args.examples), Path(args.estimates), dataset=args.dataset,
-                         method=args.method, seed=args.seed, J=args.J, excerpt_s=args.excerpt_s)
-    write_table(table, Path(args.out))
+    if len(args.estimates) != len(args.out):  # several sets (robustness study): one table each
+        raise ChoirbenchError(f"--out: give one table per --estimates folder ({len(args.estimates)} folders, "
+                              f"{len(args.out)} tables)")
+    for estimates, out in zip(args.estimates, args.out):
+        table = evaluate_set(Path(args.data), Path(args.examples), Path(estimates), dataset=args.dataset,
+                             method=args.method, seed=args.seed, J=args.J, excerpt_s=args.excerpt_s,
+                             metrics=tuple(args.metrics) if args.metrics else None)
+        write_table(table, Path(out))
 
 
 def cmd_tables(args) -> None:
@@ -143,6 +157,21 @@ def cmd_figures(args) -> None:
             # results/models/{dataset}/{method}/seed{seed}/train_log.csv
             logs[f"{path.parent.parent.name} {path.parent.name}"] = path
         training_curves(logs, Path(args.curves))
+
+
+def cmd_robustness_examples(args) -> None:
+    from choirbench.data_prep.f0_corruption import study_excerpts
+    from choirbench.data_prep.prepared import read_examples
+    from choirbench.io import write_csv
+
+    write_csv(Path(args.out), study_excerpts(read_examples(Path(args.examples)), args.max_examples))
+
+
+def cmd_robustness(args) -> None:
+    from choirbench.evaluation.robustness import write_robustness
+
+    write_robustness([Path(p) for p in args.metrics], [Path(p) for p in args.references], Path(args.examples),
+                     args.baselines, Path(args.tables_out), Path(args.figures_out), args.dataset)
 
 
 def cmd_interpret(args) -> None:
@@ -236,8 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", required=True)
     p.add_argument("--method-config", required=True)
     p.add_argument("--checkpoint")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, nargs="+", help="output folder (one per --f0-corruption spec)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--f0-corruption", nargs="+", help="corrupt every excerpt's F0 first, e.g. offset_hz:+12, "
+                   "offset_cents:-50, octave:+1@0.2, missing:0.3, voicing:0.1 (robustness study); several specs "
+                   "separate once per spec")
+    p.add_argument("--corruption-seed", type=int, default=0, help="seed of the F0 corruption's error pattern")
     p.set_defaults(func=cmd_separate_set)
 
     p = sub.add_parser("separate", help="separate your own recording given the voices' F0")
@@ -262,13 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="BSS Eval v4, SI-SDR(i), spectral SNRs, MCD of one set of estimates -> Parquet")
     p.add_argument("--data", required=True)
     p.add_argument("--examples", required=True)
-    p.add_argument("--estimates", required=True)
+    p.add_argument("--estimates", required=True, nargs="+", help="estimates folder(s), one table each")
     p.add_argument("--dataset", required=True)
     p.add_argument("--method", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--J", type=int, required=True)
     p.add_argument("--excerpt-s", type=float, default=EXCERPT_SECONDS)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, nargs="+", help="Parquet table(s), one per --estimates folder")
+    p.add_argument("--metrics", nargs="+", help="only these metrics (default: all), e.g. SI-SDR")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tables", help="aggregate metric tables into CSV/Markdown/LaTeX; test the claims")
@@ -287,6 +321,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-logs", nargs="*", default=[])
     p.add_argument("--curves", help="path of the training-curves PNG")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("robustness-examples", help="the robustness study's excerpts: a test list's rows spread evenly")
+    p.add_argument("--examples", required=True, help="excerpt list (examples/J4_test.csv)")
+    p.add_argument("--max-examples", type=int, required=True, help="how many (0 = all)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_robustness_examples)
+
+    p = sub.add_parser("robustness", help="robustness to F0 errors: long table, summary, curves, breaking points")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--metrics", nargs="+", required=True, help=".../{method}/{corruption label}/J4.parquet")
+    p.add_argument("--references", nargs="+", required=True,
+                   help="the main run's tables of the same J and seed (uncorrupted F0, mixture, oracle)")
+    p.add_argument("--examples", required=True, help="the robustness excerpt list")
+    p.add_argument("--baselines", nargs="*", default=[], help="method ids of the NMF baselines")
+    p.add_argument("--tables-out", required=True)
+    p.add_argument("--figures-out", required=True)
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("interpret", help="figure: a voice's spectrogram with the sf model's F0 and vocal tract")
     p.add_argument("--estimates", required=True, help="results/estimates/{dataset}/{sf method}/seed0/J4")

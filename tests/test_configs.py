@@ -93,6 +93,7 @@ def test_bach10_config_runs_to_tables_and_figures(tmp_path, shared_data):
     config["methods"] = {m: config["methods"][m] for m in ("mixture", "oracle", "nmf1")}
     config["examples"]["max_examples"] = {"valid": 2, "test": 3}
     config["report"] = False
+    config["robustness"] = {"enabled": False}  # tested in tests/test_robustness.py
     (work / "config" / "bach10.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2", "all", "--configfile", "config/bach10.yaml")
     assert run.returncode == 0, run.stderr[-3000:]

@@ -29,6 +29,7 @@ methods:
   nmf1: {{model: nmf1}}
   nmf2-score-f0: {{model: nmf2, f0_source: score}}
 {extra}
+robustness: {{enabled: false}}   # tested in tests/test_robustness.py
 report: false
 """
 

@@ -23,25 +23,29 @@ METRICS = (*BSS_METRICS, "SI-SDR", "SI-SDRi", *MAGNITUDE_METRICS)
 
 
 def score_example(references: np.ndarray, estimates: np.ndarray, frame: int,
-                  mixture: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every metric for one excerpt: name -> [J, frames].
+                  mixture: np.ndarray | None = None, metrics: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Every metric (or only those named in ``metrics``) for one excerpt: name -> [J, frames].
 
     ``references`` and ``estimates`` are [J, N]; ``mixture`` [N] (default: the sum of the references).
     SI-SDRi is the SI-SDR improvement over the mixture ÷ J taken as every voice's estimate (the
     baseline recent choir-separation papers report against), frame by frame, both SI-SDRs capped
     at +80 dB (= -FLOOR_DB).
     """
+    wanted = set(metrics or METRICS)
     references = np.asarray(references, dtype=np.float64)
     mixture = references.sum(0) if mixture is None else np.asarray(mixture, dtype=np.float64)
     J = len(references)
-    scores = bss_eval_v4(references, estimates, win=frame, hop=frame)
+    # BSS Eval is the costly one: skipped when none of its metrics is asked for (robustness study)
+    scores = bss_eval_v4(references, estimates, win=frame, hop=frame) if wanted & set(BSS_METRICS) else {}
     scores["SI-SDR"] = si_sdr(references, estimates, win=frame, hop=frame)
-    baseline = si_sdr(references, np.broadcast_to(mixture / J, references.shape), win=frame, hop=frame)
-    # both terms capped at -FLOOR_DB: where the other voices are silent the mixture is a scaled copy of
-    # the voice (+inf dB), and an improvement over a perfect baseline is not worth -inf
-    scores["SI-SDRi"] = np.minimum(scores["SI-SDR"], -FLOOR_DB) - np.minimum(baseline, -FLOOR_DB)
-    scores.update(magnitude_metrics(references, estimates, win=frame, hop=frame, sample_rate=SAMPLE_RATE))
-    return scores
+    if "SI-SDRi" in wanted:
+        baseline = si_sdr(references, np.broadcast_to(mixture / J, references.shape), win=frame, hop=frame)
+        # both terms capped at -FLOOR_DB: where the other voices are silent the mixture is a scaled copy of
+        # the voice (+inf dB), and an improvement over a perfect baseline is not worth -inf
+        scores["SI-SDRi"] = np.minimum(scores["SI-SDR"], -FLOOR_DB) - np.minimum(baseline, -FLOOR_DB)
+    if wanted & set(MAGNITUDE_METRICS):
+        scores.update(magnitude_metrics(references, estimates, win=frame, hop=frame, sample_rate=SAMPLE_RATE))
+    return {name: values for name, values in scores.items() if name in wanted}
 
 
 def read_estimates(folder: Path, parts: tuple[str, ...], n: int) -> np.ndarray:
@@ -55,15 +59,19 @@ def read_estimates(folder: Path, parts: tuple[str, ...], n: int) -> np.ndarray:
 
 
 def evaluate_set(data_root: Path, examples_csv: Path, estimates_dir: Path, *, dataset: str, method: str,
-                 seed: int, J: int, excerpt_s: float, frame_s: float = FRAME_SECONDS) -> pd.DataFrame:
-    """The long table (see TABLE_COLUMNS) for every excerpt of the list."""
+                 seed: int, J: int, excerpt_s: float, frame_s: float = FRAME_SECONDS,
+                 metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The long table (see TABLE_COLUMNS) for every excerpt of the list: every metric, or those of ``metrics``."""
+    unknown = sorted(set(metrics or ()) - set(METRICS))
+    if unknown:
+        raise ChoirbenchError(f"unknown metric(s) {', '.join(unknown)} (expected some of {', '.join(METRICS)})")
     examples = read_examples(examples_csv)
     frame = int(round(frame_s * SAMPLE_RATE))
     chunks = []
     for row in tqdm(list(examples.itertuples()), desc=f"evaluate {method} J={J}", disable=None):
         ex = load_example(data_root, row, excerpt_s=excerpt_s)
         est = read_estimates(Path(estimates_dir) / ex.example_id, ex.parts, len(ex.mixture))
-        for metric, values in score_example(ex.voices, est, frame, ex.mixture).items():
+        for metric, values in score_example(ex.voices, est, frame, ex.mixture, metrics).items():
             J_, T = values.shape
             chunks.append(pd.DataFrame({
                 "example_id": ex.example_id, "voice": np.repeat(ex.parts, T),

@@ -24,6 +24,7 @@ from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.prepared import (ExcerptSampler, load_example, read_examples, read_manifest,
                                            small_subset)
 from choirbench.data_prep.f0 import to_hop_grid
+from choirbench.data_prep.f0_corruption import excerpt_seed, parse_corruption
 from choirbench.data_prep.release import resample_audio
 from choirbench.io import read_f0_table, read_voice_notes, read_wav, write_text, write_wav
 from choirbench.methods.base import Method, check_output, get
@@ -177,12 +178,20 @@ def convert_checkpoint(old: Path, new: Path, entry: dict) -> None:
 
 
 def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoint: Path | None,
-                      out_dir: Path) -> None:
-    """Separate every excerpt of a list into ``out_dir/{example_id}/{voice}.wav``."""
+                      out_dir: Path, *, f0_corruption: str | None = None, corruption_seed: int = 0) -> None:
+    """Separate every excerpt of a list into ``out_dir/{example_id}/{voice}.wav``.
+
+    ``f0_corruption`` (a spec such as ``offset_hz:+12``, see :mod:`choirbench.data_prep.f0_corruption`)
+    corrupts each excerpt's F0 after loading and before the method sees it (robustness study);
+    the error pattern is seeded by ``corruption_seed`` and the excerpt id.
+    """
+    corruption = parse_corruption(f0_corruption) if f0_corruption else None  # a typo fails before any work
     method = load_method(entry, checkpoint)
     examples = read_examples(examples_csv)
     for row in tqdm(list(examples.itertuples()), desc=f"separate {entry['id']}", disable=None):
         ex = load_example(data_root, row, f0_source=entry["f0_source"], excerpt_s=entry["excerpt_s"])
+        if corruption is not None:
+            ex = dataclasses.replace(ex, f0=corruption.apply(ex.f0, excerpt_seed(corruption_seed, ex.example_id)))
         extra = {"references": ex.voices} if method.needs_references else {}
         voices, params = method.separate_with_parameters(ex.mixture, ex.sr, ex.f0, ex.notes, **extra)
         voices = check_output(voices, ex.mixture, len(ex.parts), entry["id"])
