@@ -232,24 +232,34 @@ def voas_saliences(values: np.ndarray, batch: int = 16) -> np.ndarray:
     return out.transpose(1, 2, 0, 3).reshape(4, N_BINS, -1)[:, :, :n]
 
 
-def _voas_assign(values: np.ndarray, voices: tuple[str, ...], params: dict) -> np.ndarray:
+def _voas_assign(times: np.ndarray, values: np.ndarray, voices: tuple[str, ...], params: dict) -> np.ndarray:
     per_voice = voas_saliences(values)
-    freqs = bin_frequencies()
-    f0 = np.zeros((len(voices), values.shape[1]))
-    for j, voice in enumerate(voices):
-        sal = per_voice[PARTS.index(voice)]
-        peaks = local_peaks(sal, float(params["voas_threshold"][voice]))
-        strongest = np.argmax(np.where(peaks, sal, -1.0), axis=0)
-        voiced = peaks.any(axis=0)
-        f0[j, voiced] = freqs[strongest[voiced]]
-    return f0
+    peaks = np.stack([local_peaks(per_voice[k], float(params["voas_threshold"][part]))
+                      for k, part in enumerate(PARTS)])                # [4, 360, T]
+    if voices == PARTS:
+        # each output's strongest peak above its threshold, else unvoiced
+        strongest = np.argmax(np.where(peaks, per_voice, -1.0), axis=1)   # [4, T]
+        return np.where(peaks.any(axis=1), bin_frequencies()[strongest], 0.0)
+    # The network was trained on quartets and names lines by position (top line -> S): for fewer
+    # voices every peak of its four outputs is a candidate of the pitch-sort matching (ranges,
+    # continuity), which also recovers two lines that landed in one output (e.g. S and B far apart).
+    strength = np.where(peaks, per_voice, 0.0).max(axis=0)       # [360, T]
+    merged = peaks.any(axis=0)
+    candidates = [(np.flatnonzero(merged[:, t]), strength[merged[:, t], t]) for t in range(values.shape[1])]
+    return _pitch_sort_assign(times, candidates, voices, params)
 
 
 # ----------------------------------------------------------------------------- pitch sorting
 
-def _pitch_sort_assign(times: np.ndarray, values: np.ndarray, voices: tuple[str, ...], params: dict) -> np.ndarray:
+def salience_peaks(values: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame, (bin indices ascending, their salience) of the local maxima at or above ``threshold``."""
+    peaks = local_peaks(values, threshold)
+    return [(np.flatnonzero(peaks[:, t]), values[peaks[:, t], t]) for t in range(values.shape[1])]
+
+
+def _pitch_sort_assign(times: np.ndarray, candidates: list, voices: tuple[str, ...], params: dict) -> np.ndarray:
+    """F0 [J, T] from per-frame candidate pitches (bin indices ascending, strengths)."""
     freqs = bin_frequencies()
-    peaks = local_peaks(values, float(params["peak_threshold"]))
     # voices from low to high, so that peak order (ascending pitch) and voice order agree
     order = sorted(range(len(voices)), key=lambda j: PARTS.index(voices[j]), reverse=True)
     low_high = [voices[j] for j in order]
@@ -258,22 +268,20 @@ def _pitch_sort_assign(times: np.ndarray, values: np.ndarray, voices: tuple[str,
     unvoiced, unused = float(params["unvoiced_cost"]), float(params["unused_peak_cost"])
     centre_w, range_w = float(params["centre_weight"]), float(params["range_cost"])
     memory = float(params["memory_s"])
-    J, T = len(voices), values.shape[1]
+    J, T = len(voices), len(candidates)
     out = np.zeros((J, T))
     last_pitch = np.full(J, np.nan)       # semitones
     last_time = np.full(J, -np.inf)
-    for t in range(T):
-        bins = np.flatnonzero(peaks[:, t])
+    for t, (bins, strength) in enumerate(candidates):
         if len(bins) == 0:
             continue
         pitch = np.log2(freqs[bins]) * 12.0          # ascending
-        strength = values[bins, t]
         recent = (times[t] - last_time) <= memory
         ref = np.where(recent, last_pitch, centres)
         weight = np.where(recent, 1.0, centre_w)
         outside = np.maximum(ranges[:, :1] - pitch[None], 0) + np.maximum(pitch[None] - ranges[:, 1:], 0)
         cost = weight[:, None] * np.abs(pitch[None] - ref[:, None]) + range_w * outside     # [J, n]
-        match = _order_preserving_match(cost, unvoiced, unused * strength)
+        match = _order_preserving_match(cost, unvoiced, unused * np.asarray(strength))
         for jj, i in enumerate(match):
             if i >= 0:
                 out[order[jj], t] = freqs[bins[i]]
@@ -340,9 +348,9 @@ def assign_voices(sal, voices: str | tuple[str, ...] = "SATB", params: dict | No
     times, values = check_salience(sal)
     assigner = params["assigner"]
     if assigner == "voas":
-        f0 = _voas_assign(values, voices, params)
+        f0 = _voas_assign(times, values, voices, params)
     elif assigner == "pitch_sort":
-        f0 = _pitch_sort_assign(times, values, voices, params)
+        f0 = _pitch_sort_assign(times, salience_peaks(values, float(params["peak_threshold"])), voices, params)
     else:
         raise ChoirbenchError(f"f0_mixture.assigner must be one of {ASSIGNERS}, got {assigner!r}")
     # silence gate: no salience peak at all -> nobody sings
@@ -364,8 +372,6 @@ def estimate_f0(audio: np.ndarray, sr: int, voices: str = "SATB", params: dict |
     Raises :class:`ChoirbenchError` for empty, too short, non-finite or
     multichannel audio.
     """
-    from choirbench.data_prep import multif0
-
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ChoirbenchError(f"mixture must be mono (one channel), got shape {audio.shape}")
@@ -378,5 +384,7 @@ def estimate_f0(audio: np.ndarray, sr: int, voices: str = "SATB", params: dict |
     params = resolve_params(ASSIGN_DEFAULTS, params or {}, where="f0_mixture")
     if not np.any(audio):
         return np.zeros((len(parse_voices(voices)), n_frames))
+    from choirbench.data_prep import multif0  # the estimator loads only when there is something to estimate
+
     sal = multif0.salience(audio, sr)
     return assign_voices(sal, voices, params, n_frames=n_frames)
