@@ -17,9 +17,11 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/methods.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/f0.smk"
 
 
 rule all:
     default_target: True
     input:
         final_outputs(),
+        f0_outputs(),

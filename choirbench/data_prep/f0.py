@@ -7,6 +7,10 @@ three sources a run can pick (``f0_source``) share the file naming of ``f0/``:
 * ``truth`` -> ``f0/``       the dataset's own annotation (written by the converter)
 * ``pyin``  -> ``f0_pyin/``  librosa.pyin on each isolated voice (cached: existing files are kept)
 * ``score`` -> ``f0_score/`` the aligned notes of ``score/``, MIDI -> Hz, 0 between notes
+* ``mixture`` -> ``f0_mixture/`` estimated from the *mixture* (multi-F0 salience of Cuesta,
+  McFee & Gómez 2020 + voice assignment, :mod:`choirbench.data_prep.voice_assignment`), the
+  paper's condition: no isolated voice is looked at. See :func:`make_mixture_f0` for which
+  mixture each track comes from.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
-from choirbench.io import read_notes, read_wav, write_f0
+from choirbench.io import read_notes, read_wav, write_f0, write_text
 from choirbench.params import resolve_params
 
 log = logging.getLogger(__name__)
@@ -28,7 +32,7 @@ PYIN_DEFAULTS = {
     "fmin_hz": {"S": 180.0, "A": 130.0, "T": 90.0, "B": 55.0},
     "fmax_hz": {"S": 1200.0, "A": 900.0, "T": 600.0, "B": 420.0},
 }
-F0_SOURCE_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score"}
+F0_SOURCE_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score", "mixture": "f0_mixture"}
 
 
 def n_frames_for(n_samples: int) -> int:
@@ -219,10 +223,12 @@ def replace_duplicate_f0(song: str, f0: dict, audio: dict, pyin_params: dict | N
 # ----------------------------------------------------------------------------- F0 sources of a prepared dataset
 
 def make_f0(root: Path, source: str, params: dict | None = None) -> int:
-    """Write ``root/f0_pyin/`` or ``root/f0_score/`` for every manifest row (same names as ``f0/``).
+    """Write ``root/f0_pyin/``, ``root/f0_score/`` or ``root/f0_mixture/`` for every manifest row.
 
-    pYIN tracks are cached: files that already exist are kept. Returns the
-    number of files written. ``truth`` needs nothing (the converter wrote ``f0/``).
+    Same file names as ``f0/``. pYIN and mixture tracks are cached: files that
+    already exist are kept (mixture tracks only while their knobs are unchanged).
+    Returns the number of files written. ``truth`` needs nothing (the converter
+    wrote ``f0/``).
     """
     from choirbench.data_prep.prepared import read_manifest
 
@@ -231,6 +237,8 @@ def make_f0(root: Path, source: str, params: dict | None = None) -> int:
         raise ChoirbenchError(f"unknown f0_source {source!r} (expected one of {sorted(F0_SOURCE_DIRS)})")
     if source == "truth":
         return 0
+    if source == "mixture":
+        return make_mixture_f0(root, params)
     manifest = read_manifest(root)
     out_dir = root / F0_SOURCE_DIRS[source]
     written = 0
@@ -253,6 +261,100 @@ def make_f0(root: Path, source: str, params: dict | None = None) -> int:
         written += 1
     log.info("%s: wrote %d %s F0 file(s) to %s", root, written, source, out_dir)
     return written
+
+
+MIXTURE_STAMP = ".f0_mixture.json"
+"""Per song folder: the knobs its mixture F0 tracks were estimated with (a change re-estimates them)."""
+
+
+def song_mixtures(rows) -> list[dict[str, str]]:
+    """The mixtures whose F0 serve a song's manifest rows: one {part: singer} per singer rank.
+
+    Mixture ``k`` takes each part's ``k``-th singer (sorted ids; a part with fewer
+    singers repeats its own from the first), so every (part, singer) is in exactly
+    one mixture where it is the part's own ``k``-th singer. With CSD-like data
+    (singers 1..4 in every part) mixture ``k`` is singer ``k`` of every part.
+    """
+    singers = {p: sorted(rows.loc[rows["part"] == p, "singer"].astype(str)) for p in PARTS}
+    singers = {p: s for p, s in singers.items() if s}
+    n = max((len(s) for s in singers.values()), default=0)
+    return [{p: s[k % len(s)] for p, s in singers.items()} for k in range(n)]
+
+
+def make_mixture_f0(root: Path, params: dict | None = None) -> int:
+    """``root/f0_mixture/{song}/{part}{singer}.csv``: each voice's F0 estimated from a full-song mixture.
+
+    For each song and singer rank ``k`` (:func:`song_mixtures`) the stems of the
+    ``k``-th singer of every part present are summed, the multi-F0 salience of
+    that whole-song mixture is estimated once and assigned to the parts present
+    (``params``: the ``f0_mixture`` config block, see
+    :data:`choirbench.data_prep.voice_assignment.ASSIGN_DEFAULTS`). Excerpts and
+    the training sampler then read these tracks like any other source.
+    Limits: an excerpt of J < 4 voices gets the F0 assigned in the 4-voice
+    mixture (harder than its own J-voice mixture would be, so mixture-F0 scores
+    at J < 4 are slightly pessimistic), and a training excerpt that pairs
+    singers of different ranks gets tracks estimated in mixtures with other
+    singers (the same song and notes, so the same pitches up to intonation).
+    The salience peaks of each mixture are kept next to the tracks
+    (``peaks_{S1-A1-...}.npz``) for :mod:`choirbench.evaluation.f0_accuracy`.
+    Returns the number of F0 files written.
+    """
+    import json
+
+    from choirbench.data_prep.prepared import read_manifest
+    from choirbench.data_prep.voice_assignment import ASSIGN_DEFAULTS, estimate_salience_f0
+
+    root = Path(root)
+    params = resolve_params(ASSIGN_DEFAULTS, params or {}, where="f0_mixture")
+    stamp_text = json.dumps(params, sort_keys=True) + "\n"
+    manifest = read_manifest(root)
+    out_dir = root / F0_SOURCE_DIRS["mixture"]
+    written = 0
+    songs = sorted(manifest["song"].astype(str).unique())
+    for song in _progress(songs, "F0 (mixture)"):
+        rows = manifest[manifest["song"].astype(str) == song]
+        folder = out_dir / song
+        stamp = folder / MIXTURE_STAMP
+        fresh = stamp.is_file() and stamp.read_text() == stamp_text
+        if not fresh and folder.is_dir() and any(folder.glob("*.csv")):
+            log.info("%s: f0_mixture knobs changed, re-estimating", song)
+        for members in song_mixtures(rows):
+            targets = {p: folder / f"{p}{s}.csv" for p, s in members.items()}
+            if fresh and all(t.is_file() for t in targets.values()):
+                continue
+            stems = [read_wav(root / "audio" / song / f"{p}{s}.wav")[0] for p, s in members.items()]
+            n = min(len(x) for x in stems)
+            mixture = np.sum([x[:n] for x in stems], axis=0)
+            voices = "".join(members)
+            f0, peaks = estimate_salience_f0(mixture, SAMPLE_RATE, voices, params, n_frames=n_frames_for(n))
+            for j, (part, target) in enumerate(targets.items()):
+                write_f0(target, f0[j])
+                written += 1
+            tag = "-".join(f"{p}{s}" for p, s in members.items())
+            save_peaks(folder / f"peaks_{tag}.npz", *peaks)
+        write_text(stamp, stamp_text)
+    log.info("%s: wrote %d mixture F0 file(s) to %s", root, written, out_dir)
+    return written
+
+
+def save_peaks(path: Path, times: np.ndarray, freqs: list[np.ndarray]) -> None:
+    """Multi-F0 peaks (times [T] s, per-frame Hz arrays) as one ``.npz`` (flat Hz + counts), atomically."""
+    from choirbench.io import atomic_path
+
+    counts = np.array([len(f) for f in freqs], dtype=np.int32)
+    flat = np.concatenate(freqs) if len(freqs) else np.zeros(0)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, times=np.asarray(times, float), counts=counts, freqs=flat.astype(np.float32))
+
+
+def load_peaks(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Inverse of :func:`save_peaks`: (times [T] s, list of per-frame F0 arrays in Hz)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChoirbenchError(f"{path}: multi-F0 peaks not found (run `choirbench f0 --source mixture`)")
+    with np.load(path, allow_pickle=False) as data:
+        times, counts, flat = data["times"], data["counts"], data["freqs"].astype(np.float64)
+    return times, np.split(flat, np.cumsum(counts)[:-1]) if len(counts) else []
 
 
 def _progress(items, desc):

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["song", "part", "singer", "split", "audio", "f0", "duration_s"]
 SPLITS = ("train", "valid", "test")
-F0_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score"}
+F0_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score", "mixture": "f0_mixture"}
 """Where each F0 source lives inside a prepared dataset (``noisy`` is derived at load time)."""
 
 

@@ -372,6 +372,17 @@ def estimate_f0(audio: np.ndarray, sr: int, voices: str = "SATB", params: dict |
     Raises :class:`ChoirbenchError` for empty, too short, non-finite or
     multichannel audio.
     """
+    return estimate_salience_f0(audio, sr, voices, params, n_frames)[0]
+
+
+def estimate_salience_f0(audio: np.ndarray, sr: int, voices: str = "SATB", params: dict | None = None,
+                         n_frames: int | None = None) -> tuple[np.ndarray, tuple[np.ndarray, list[np.ndarray]]]:
+    """:func:`estimate_f0` and the multi-F0 peaks it started from: (f0 [J, n_frames], (times_s [T], [Hz arrays])).
+
+    The peaks are the salience map's local maxima at or above ``peak_threshold``
+    on the salience grid (hop 256 at 22 050 Hz), the multi-pitch estimate that
+    :mod:`choirbench.evaluation.f0_accuracy` scores.
+    """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ChoirbenchError(f"mixture must be mono (one channel), got shape {audio.shape}")
@@ -379,12 +390,16 @@ def estimate_f0(audio: np.ndarray, sr: int, voices: str = "SATB", params: dict |
         raise ChoirbenchError("mixture is empty")
     if not np.all(np.isfinite(audio)):
         raise ChoirbenchError("mixture has NaN or infinite samples")
+    params = resolve_params(ASSIGN_DEFAULTS, params or {}, where="f0_mixture")
+    voices = parse_voices(voices)
     if n_frames is None:
         n_frames = int(round(len(audio) * SAMPLE_RATE / sr)) // HOP + 1
-    params = resolve_params(ASSIGN_DEFAULTS, params or {}, where="f0_mixture")
     if not np.any(audio):
-        return np.zeros((len(parse_voices(voices)), n_frames))
+        n_sal = int(len(audio) * SALIENCE_RATE / sr) // SALIENCE_HOP
+        return np.zeros((len(voices), n_frames)), (np.arange(n_sal) * SALIENCE_HOP / SALIENCE_RATE,
+                                                    [np.zeros(0) for _ in range(n_sal)])
     from choirbench.data_prep import multif0  # the estimator loads only when there is something to estimate
 
     sal = multif0.salience(audio, sr)
-    return assign_voices(sal, voices, params, n_frames=n_frames)
+    f0 = assign_voices(sal, voices, params, n_frames=n_frames)
+    return f0, multif0.peaks(sal, float(params["peak_threshold"]))

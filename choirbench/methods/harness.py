@@ -116,13 +116,28 @@ def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoi
             np.savez_compressed(folder / "parameters.npz", **params)
 
 
-def separate_file(mixture_path: Path, f0_path: Path, entry: dict, checkpoint: Path | None, out_dir: Path,
-                  notes_path: Path | None = None) -> list[Path]:
-    """Separate a user's recording: any rate in, ``out_dir/{voice}.wav`` at that rate and length out."""
+def separate_file(mixture_path: Path, f0_path: Path | None, entry: dict, checkpoint: Path | None, out_dir: Path,
+                  notes_path: Path | None = None, *, voices: str = "SATB", f0_params: dict | None = None) -> list[Path]:
+    """Separate a user's recording: any rate in, ``out_dir/{voice}.wav`` at that rate and length out.
+
+    Without ``f0_path`` each of ``voices``' F0 is first estimated from the
+    recording itself (multi-F0 salience + voice assignment with the
+    ``f0_mixture`` knobs ``f0_params``, see
+    :mod:`choirbench.data_prep.voice_assignment`), and the log says so.
+    """
     audio, rate = read_wav(mixture_path, sr=None, allow_silence=True)
     x = resample_audio(audio, rate)
-    times, f0_table, names = read_f0_table(f0_path)
-    f0 = np.stack([to_hop_grid(times, track, len(x) // HOP) for track in f0_table])
+    if f0_path is not None:
+        times, f0_table, names = read_f0_table(f0_path)
+        f0 = np.stack([to_hop_grid(times, track, len(x) // HOP) for track in f0_table])
+    else:
+        from choirbench.data_prep.voice_assignment import ASSIGN_DEFAULTS, estimate_f0, parse_voices
+
+        names = list(parse_voices(voices, where="--voices"))
+        params = resolve_params(ASSIGN_DEFAULTS, f0_params or {}, where="f0_mixture")
+        log.info("%s: no F0 given: estimating the F0 of %s from the mixture (multi-F0 salience, %s assignment)",
+                 mixture_path, "".join(names), params["assigner"])
+        f0 = estimate_f0(audio, rate, "".join(names), params, n_frames=len(x) // HOP)
     notes = None
     if notes_path is not None:
         table = pd.read_csv(notes_path)
