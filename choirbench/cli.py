@@ -46,6 +46,26 @@ def _f0_mixture_params(given: str | None, assigner: str | None) -> dict:
     return params
 
 
+def _mixture_training_songs(data: Path, given: str) -> list[str]:
+    """The training songs of the trained entries given F0 from the mixture (JSON list of method entries)."""
+    from choirbench.data_prep.prepared import read_manifest
+    from choirbench.methods.harness import ENTRY_DEFAULTS, training_songs
+
+    try:
+        entries = json.loads(given)
+    except json.JSONDecodeError as err:
+        raise ChoirbenchError(f"--train-entries: not valid JSON ({err})") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ChoirbenchError("--train-entries: expected a JSON list of method entries")
+    manifest = read_manifest(data)
+    all_train = sorted(manifest.loc[manifest["split"] == "train", "song"].astype(str).unique())
+    songs: set[str] = set()
+    for entry in entries:
+        chosen = training_songs(data, {**ENTRY_DEFAULTS, "id": "?", **entry})
+        songs.update(all_train if chosen is None else chosen)
+    return sorted(songs)
+
+
 def cmd_f0(args) -> None:
     from choirbench.data_prep.f0 import F0_SOURCE_DIRS, make_f0
 
@@ -74,7 +94,12 @@ def cmd_f0(args) -> None:
         return
     if not args.data or not args.source:
         raise ChoirbenchError("f0: give a mixture WAV (with --out), or --data and --source for a prepared dataset")
-    written = make_f0(Path(args.data), args.source, _f0_mixture_params(args.params, args.assigner) if args.source == "mixture" else None)
+    songs = None
+    if args.source == "mixture" and args.train_entries is not None:
+        songs = _mixture_training_songs(Path(args.data), args.train_entries)
+    written = make_f0(Path(args.data), args.source,
+                      _f0_mixture_params(args.params, args.assigner) if args.source == "mixture" else None,
+                      songs=songs, examples=[Path(p) for p in args.examples or []])
     log.info("%d F0 files written (%s)", written, args.source)
     (Path(args.data) / F0_SOURCE_DIRS[args.source] / ".complete").touch()
 
@@ -132,7 +157,7 @@ def cmd_evaluate(args) -> None:
 def cmd_f0_accuracy(args) -> None:
     from choirbench.evaluation.f0_accuracy import dataset_f0_accuracy, write_f0_accuracy
 
-    table = dataset_f0_accuracy(Path(args.data), args.split)
+    table = dataset_f0_accuracy(Path(args.data), [Path(p) for p in args.examples])
     write_f0_accuracy(table, Path(args.out), Path(args.figure) if args.figure else None, dataset=args.dataset)
 
 
@@ -200,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pyin: pYIN on each isolated voice; score: the aligned notes; mixture: from the mixtures")
     p.add_argument("--assigner", choices=["voas", "pitch_sort"], help="voice assignment (default: f0_mixture.assigner)")
     p.add_argument("--params", help="f0_mixture knobs: JSON file or inline JSON object")
+    p.add_argument("--examples", nargs="*", help="with --source mixture: excerpt lists whose excerpts get F0 "
+                                                  "estimated from their own mixture")
+    p.add_argument("--train-entries", help="with --source mixture: JSON list of the trained method entries given "
+                                           "mixture F0; their training songs get whole-song tracks "
+                                           "(default: every song)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=cmd_f0)
 
@@ -264,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("f0-accuracy", help="score a dataset's mixture F0 against its annotation (mir_eval)")
     p.add_argument("--data", required=True, help="prepared dataset folder (with f0_mixture/)")
     p.add_argument("--dataset", default="", help="dataset name for captions")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--examples", nargs="+", required=True, help="excerpt lists (e.g. examples/J4_test.csv)")
     p.add_argument("--out", required=True, help="output stem: writes {out}.csv and {out}.md")
     p.add_argument("--figure", help="PNG bar chart to write")
     p.set_defaults(func=cmd_f0_accuracy)

@@ -8,8 +8,8 @@ import pytest
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.cli import main
 from choirbench.data_prep import voice_assignment
-from choirbench.data_prep.f0 import MIXTURE_STAMP, make_f0, song_mixtures
-from choirbench.data_prep.prepared import load_excerpt, read_manifest
+from choirbench.data_prep.f0 import make_f0, song_mixtures
+from choirbench.data_prep.prepared import load_example, load_excerpt, read_examples, read_manifest, write_examples
 from choirbench.evaluation.f0_accuracy import (dataset_f0_accuracy, multipitch_scores, voice_scores,
                                                write_f0_accuracy)
 from choirbench.io import read_f0, read_f0_table, read_wav, write_wav
@@ -44,23 +44,31 @@ def test_multipitch_scores_count_spurious_and_octave_errors():
 
 @pytest.fixture()
 def small_dataset(tmp_path):
-    return make_tiny_dataset(tmp_path / "data", songs={"song1": "train", "song2": "test"}, seconds=3.0, singers=2)
+    root = make_tiny_dataset(tmp_path / "data", songs={"song1": "train", "song2": "test"}, seconds=5.0, singers=2)
+    for J in (2, 4):
+        write_examples(root, J, "test", seed=0, skip_first=False)
+    return root
 
 
 def truth_estimator(root, swap=False):
     """A stand-in for the estimator that knows each mixture's true F0 (keyed by the mixture's samples)."""
     manifest = read_manifest(root)
     known = {}
+    key = lambda x: hashlib.sha1(np.asarray(x, np.float32).tobytes()).hexdigest()   # noqa: E731
     for song, rows in manifest.groupby("song"):
         for members in song_mixtures(rows):
             stems = [read_wav(root / "audio" / song / f"{p}{s}.wav")[0] for p, s in members.items()]
             n = min(len(x) for x in stems)
-            key = hashlib.sha1(np.sum([x[:n] for x in stems], axis=0).tobytes()).hexdigest()
-            known[key] = np.stack([read_f0(root / "f0" / song / f"{p}{s}.csv") for p, s in members.items()])
+            known[key(np.sum([x[:n] for x in stems], axis=0))] = np.stack(
+                [read_f0(root / "f0" / song / f"{p}{s}.csv") for p, s in members.items()])
+    for J in (2, 4):
+        for row in read_examples(root / "examples" / f"J{J}_test.csv").itertuples():
+            ex = load_example(root, row)
+            known[key(ex.mixture)] = ex.f0
     calls = []
 
     def fake(mixture, sr, voices, params, n_frames):
-        f0 = known[hashlib.sha1(np.asarray(mixture).tobytes()).hexdigest()][:, :n_frames]
+        f0 = known[key(mixture)][:, :n_frames]
         calls.append(params["assigner"])
         times = np.arange(f0.shape[1]) * HOP / SAMPLE_RATE
         peaks = [f0[f0[:, t] > 0, t] for t in range(f0.shape[1])]
@@ -72,38 +80,50 @@ def truth_estimator(root, swap=False):
 def test_mixture_source_is_cached_read_like_any_source_and_scored(small_dataset, tmp_path, monkeypatch):
     fake, calls = truth_estimator(small_dataset)
     monkeypatch.setattr(voice_assignment, "estimate_salience_f0", fake)
-    assert make_f0(small_dataset, "mixture", {"assigner": "pitch_sort"}) == 2 * 4 * 2   # songs x parts x singers
-    assert len(calls) == 2 * 2                                        # one mixture per song and singer rank
-    assert make_f0(small_dataset, "mixture", {"assigner": "pitch_sort"}) == 0       # cached
-    assert make_f0(small_dataset, "mixture", {"assigner": "voas"}) == 16            # knobs changed: re-estimated
+    lists = [small_dataset / "examples" / f"J{J}_test.csv" for J in (2, 4)]
+    n_excerpts = sum(len(read_examples(p)) for p in lists)
+    written = make_f0(small_dataset, "mixture", {"assigner": "pitch_sort"}, songs=["song1"], examples=lists)
+    assert written == 4 * 2 + n_excerpts                              # song1's parts x singers, every excerpt
+    assert len(calls) == 2 + n_excerpts                               # one whole-song mixture per singer rank
+    assert not (small_dataset / "f0_mixture" / "song2").exists()      # a test song: only its excerpts
+    assert make_f0(small_dataset, "mixture", {"assigner": "pitch_sort"}, songs=["song1"], examples=lists) == 0
+    assert make_f0(small_dataset, "mixture", {"assigner": "voas"}, songs=["song1"], examples=lists) == written
     assert calls[-1] == "voas"
-    ex = load_excerpt(small_dataset, "song2", ("S", "B"), ("1", "2"), 3200, 32000, f0_source="mixture")
-    truth = load_excerpt(small_dataset, "song2", ("S", "B"), ("1", "2"), 3200, 32000, f0_source="truth")
+    # training excerpts read the whole-song tracks, listed excerpts their own
+    ex = load_excerpt(small_dataset, "song1", ("S", "B"), ("1", "2"), 3200, 32000, f0_source="mixture")
+    truth = load_excerpt(small_dataset, "song1", ("S", "B"), ("1", "2"), 3200, 32000, f0_source="truth")
     np.testing.assert_allclose(ex.f0, truth.f0, atol=1e-3)
-    table = dataset_f0_accuracy(small_dataset, "test")
-    assert set(table["mixture"]) == {"S1-A1-T1-B1", "S2-A2-T2-B2"} and set(table["assigner"]) == {"voas"}
+    row = next(read_examples(lists[0]).itertuples())
+    own = load_example(small_dataset, row, f0_source="mixture")
+    np.testing.assert_allclose(own.f0, load_example(small_dataset, row).f0, atol=1e-3)
+    table = dataset_f0_accuracy(small_dataset, lists)
+    assert set(table["J"]) == {2, 4} and set(table["assigner"]) == {"voas"}
+    assert table["example_id"].nunique() == n_excerpts
     voices = table[table["voice"] != "all"]
-    assert (voices["raw_pitch_accuracy"] == 1).all() and (voices["voicing_false_alarm"] == 0).all()
+    assert (voices["raw_pitch_accuracy"] == 1).all() and (voices["voicing_false_alarm"].fillna(0) == 0).all()
     assert (table.loc[table["voice"] == "all", "f_measure"] > 0.999).all()
     write_f0_accuracy(table, tmp_path / "tables" / "f0_accuracy", tmp_path / "fig.png", dataset="tiny")
     md = (tmp_path / "tables" / "f0_accuracy.md").read_text()
-    assert "| all |" in md and "| B |" in md and (tmp_path / "fig.png").stat().st_size > 0
+    assert "| 4 | all |" in md and "| 2 | B |" in md and (tmp_path / "fig.png").stat().st_size > 0
 
 
 def test_swapped_voices_score_low(small_dataset, monkeypatch):
     fake, _ = truth_estimator(small_dataset, swap=True)
     monkeypatch.setattr(voice_assignment, "estimate_salience_f0", fake)
-    make_f0(small_dataset, "mixture", {"assigner": "pitch_sort"})
-    table = dataset_f0_accuracy(small_dataset, "test")
+    lists = [small_dataset / "examples" / "J4_test.csv"]
+    make_f0(small_dataset, "mixture", {"assigner": "pitch_sort"}, songs=[], examples=lists)
+    table = dataset_f0_accuracy(small_dataset, lists)
     assert (table.loc[table["voice"] != "all", "raw_pitch_accuracy"] < 0.2).all()
     assert (table.loc[table["voice"] == "all", "f_measure"] > 0.999).all()     # the peaks were right
 
 
 def test_accuracy_needs_the_mixture_source(small_dataset):
     with pytest.raises(ChoirbenchError, match="no mixture F0"):
-        dataset_f0_accuracy(small_dataset, "test")
+        dataset_f0_accuracy(small_dataset, [small_dataset / "examples" / "J4_test.csv"])
     with pytest.raises(ChoirbenchError, match="f0_mixture.assignr is unknown"):
         make_f0(small_dataset, "mixture", {"assignr": "voas"})
+    with pytest.raises(ChoirbenchError, match="no songs"):
+        make_f0(small_dataset, "mixture", songs=["nope"])
 
 
 def test_cli_f0_table_is_what_separate_reads(tmp_path, capsys):

@@ -18,9 +18,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
-from choirbench.io import read_notes, read_wav, write_f0, write_text
+from choirbench.io import read_notes, read_wav, write_csv, write_f0, write_text
 from choirbench.params import resolve_params
 
 log = logging.getLogger(__name__)
@@ -222,11 +223,14 @@ def replace_duplicate_f0(song: str, f0: dict, audio: dict, pyin_params: dict | N
 
 # ----------------------------------------------------------------------------- F0 sources of a prepared dataset
 
-def make_f0(root: Path, source: str, params: dict | None = None) -> int:
+def make_f0(root: Path, source: str, params: dict | None = None, *, songs: list[str] | None = None,
+            examples: list[Path] = ()) -> int:
     """Write ``root/f0_pyin/``, ``root/f0_score/`` or ``root/f0_mixture/`` for every manifest row.
 
     Same file names as ``f0/``. pYIN and mixture tracks are cached: files that
     already exist are kept (mixture tracks only while their knobs are unchanged).
+    ``songs`` and ``examples``: which songs and excerpt lists get mixture F0
+    (:func:`make_mixture_f0`).
     Returns the number of files written. ``truth`` needs nothing (the converter
     wrote ``f0/``).
     """
@@ -238,7 +242,7 @@ def make_f0(root: Path, source: str, params: dict | None = None) -> int:
     if source == "truth":
         return 0
     if source == "mixture":
-        return make_mixture_f0(root, params)
+        return make_mixture_f0(root, params, songs=songs, examples=examples)
     manifest = read_manifest(root)
     out_dir = root / F0_SOURCE_DIRS[source]
     written = 0
@@ -281,27 +285,35 @@ def song_mixtures(rows) -> list[dict[str, str]]:
     return [{p: s[k % len(s)] for p, s in singers.items()} for k in range(n)]
 
 
-def make_mixture_f0(root: Path, params: dict | None = None) -> int:
-    """``root/f0_mixture/{song}/{part}{singer}.csv``: each voice's F0 estimated from a full-song mixture.
+def make_mixture_f0(root: Path, params: dict | None = None, *, songs: list[str] | None = None,
+                    examples: list[Path] = ()) -> int:
+    """``root/f0_mixture/``: each voice's F0 estimated from a mixture, never from an isolated voice.
 
-    For each song and singer rank ``k`` (:func:`song_mixtures`) the stems of the
-    ``k``-th singer of every part present are summed, the multi-F0 salience of
-    that whole-song mixture is estimated once and assigned to the parts present
+    Two kinds of tracks, both estimated by multi-F0 salience + voice assignment
     (``params``: the ``f0_mixture`` config block, see
-    :data:`choirbench.data_prep.voice_assignment.ASSIGN_DEFAULTS`). Excerpts and
-    the training sampler then read these tracks like any other source.
-    Limits: an excerpt of J < 4 voices gets the F0 assigned in the 4-voice
-    mixture (harder than its own J-voice mixture would be, so mixture-F0 scores
-    at J < 4 are slightly pessimistic), and a training excerpt that pairs
-    singers of different ranks gets tracks estimated in mixtures with other
-    singers (the same song and notes, so the same pitches up to intonation).
-    The salience peaks of each mixture are kept next to the tracks
-    (``peaks_{S1-A1-...}.npz``) for :mod:`choirbench.evaluation.f0_accuracy`.
-    Returns the number of F0 files written.
+    :data:`choirbench.data_prep.voice_assignment.ASSIGN_DEFAULTS`):
+
+    * every excerpt of the lists ``examples`` (the test and validation lists):
+      from the excerpt's own mixture of its J voices, i.e. exactly the signal a
+      method separates, into ``excerpts/{example_id}.csv`` (``time_s`` plus one
+      column per voice, the excerpt's frames) with the salience peaks next to it
+      (``excerpts/{example_id}_peaks.npz``, scored by
+      :mod:`choirbench.evaluation.f0_accuracy`);
+    * the songs ``songs`` (None = all; the training songs of mixture-F0 entries)
+      for the training sampler, which cuts random excerpts: for each song and
+      singer rank ``k`` (:func:`song_mixtures`) the whole-song mixture of the
+      ``k``-th singer of every part, into ``{song}/{part}{singer}.csv`` like
+      the other sources. Limit: a training excerpt of J < 4 voices, or one that
+      pairs singers of different ranks, gets tracks assigned in another mixture
+      of the same song (same notes and timing; its own singers' intonation only
+      where the ranks agree).
+
+    Cached: files are kept while their knobs are unchanged (a stamp per song
+    folder and one for ``excerpts/``). Returns the number of F0 files written.
     """
     import json
 
-    from choirbench.data_prep.prepared import read_manifest
+    from choirbench.data_prep.prepared import load_example, read_examples, read_manifest
     from choirbench.data_prep.voice_assignment import ASSIGN_DEFAULTS, estimate_salience_f0
 
     root = Path(root)
@@ -310,14 +322,13 @@ def make_mixture_f0(root: Path, params: dict | None = None) -> int:
     manifest = read_manifest(root)
     out_dir = root / F0_SOURCE_DIRS["mixture"]
     written = 0
-    songs = sorted(manifest["song"].astype(str).unique())
-    for song in _progress(songs, "F0 (mixture)"):
+    known = sorted(manifest["song"].astype(str).unique())
+    if songs is not None and set(songs) - set(known):
+        raise ChoirbenchError(f"{root}: no songs {sorted(set(songs) - set(known))} in the manifest")
+    for song in _progress(known if songs is None else sorted(songs), "F0 (mixture, songs)"):
         rows = manifest[manifest["song"].astype(str) == song]
         folder = out_dir / song
-        stamp = folder / MIXTURE_STAMP
-        fresh = stamp.is_file() and stamp.read_text() == stamp_text
-        if not fresh and folder.is_dir() and any(folder.glob("*.csv")):
-            log.info("%s: f0_mixture knobs changed, re-estimating", song)
+        fresh = _fresh(folder / MIXTURE_STAMP, stamp_text)
         for members in song_mixtures(rows):
             targets = {p: folder / f"{p}{s}.csv" for p, s in members.items()}
             if fresh and all(t.is_file() for t in targets.values()):
@@ -325,16 +336,59 @@ def make_mixture_f0(root: Path, params: dict | None = None) -> int:
             stems = [read_wav(root / "audio" / song / f"{p}{s}.wav")[0] for p, s in members.items()]
             n = min(len(x) for x in stems)
             mixture = np.sum([x[:n] for x in stems], axis=0)
-            voices = "".join(members)
-            f0, peaks = estimate_salience_f0(mixture, SAMPLE_RATE, voices, params, n_frames=n_frames_for(n))
-            for j, (part, target) in enumerate(targets.items()):
+            f0, _ = estimate_salience_f0(mixture, SAMPLE_RATE, "".join(members), params, n_frames=n_frames_for(n))
+            for j, target in enumerate(targets.values()):
                 write_f0(target, f0[j])
                 written += 1
-            tag = "-".join(f"{p}{s}" for p, s in members.items())
-            save_peaks(folder / f"peaks_{tag}.npz", *peaks)
-        write_text(stamp, stamp_text)
+        write_text(folder / MIXTURE_STAMP, stamp_text)
+    folder = out_dir / "excerpts"
+    fresh = _fresh(folder / MIXTURE_STAMP, stamp_text)
+    for path in examples:
+        rows = list(read_examples(path).itertuples())
+        for row in _progress(rows, f"F0 (mixture, {Path(path).stem})"):
+            target = excerpt_f0_path(root, row.example_id)
+            if fresh and target.is_file():
+                continue
+            ex = load_example(root, row, f0_source="truth")      # the mixture only; its F0 is not used
+            f0, peaks = estimate_salience_f0(ex.mixture, ex.sr, "".join(ex.parts), params, n_frames=ex.f0.shape[1])
+            save_peaks(target.with_name(f"{row.example_id}_peaks.npz"), *peaks)
+            write_csv(target, pd.DataFrame({"time_s": np.round(np.arange(f0.shape[1]) * HOP / SAMPLE_RATE, 6),
+                                            **{p: np.round(track, 4) for p, track in zip(ex.parts, f0)}}))
+            written += 1
+    if examples:
+        write_text(folder / MIXTURE_STAMP, stamp_text)
     log.info("%s: wrote %d mixture F0 file(s) to %s", root, written, out_dir)
     return written
+
+
+def _fresh(stamp: Path, text: str) -> bool:
+    if stamp.is_file() and stamp.read_text() == text:
+        return True
+    if stamp.parent.is_dir() and any(stamp.parent.glob("*.csv")):
+        log.info("%s: f0_mixture knobs changed, re-estimating", stamp.parent)
+    return False
+
+
+def excerpt_f0_path(root: Path, example_id: str) -> Path:
+    """Where the F0 estimated from an excerpt's own mixture lives."""
+    return Path(root) / F0_SOURCE_DIRS["mixture"] / "excerpts" / f"{example_id}.csv"
+
+
+def read_excerpt_f0(root: Path, example_id: str, parts: tuple[str, ...], n_frames: int) -> np.ndarray | None:
+    """The F0 [J, n_frames] estimated from an excerpt's own mixture, or None when there is none.
+
+    Raises :class:`ChoirbenchError` when the file does not match the excerpt.
+    """
+    from choirbench.io import read_f0_table
+
+    path = excerpt_f0_path(root, example_id)
+    if not path.is_file():
+        return None
+    _, f0, names = read_f0_table(path)
+    if tuple(names) != tuple(parts) or f0.shape[1] != n_frames:
+        raise ChoirbenchError(f"{path}: F0 of voices {names} x {f0.shape[1]} frames does not match the excerpt "
+                              f"({''.join(parts)}, {n_frames} frames); delete it to re-estimate")
+    return f0
 
 
 def save_peaks(path: Path, times: np.ndarray, freqs: list[np.ndarray]) -> None:

@@ -12,8 +12,9 @@ Two levels, both with mir_eval (Raffel et al., ISMIR 2014):
   reference is voiced), voicing recall and voicing false alarm.
 
 The reference is a prepared dataset's own annotation (``f0/``); the estimate
-is its ``f0_mixture/`` source (see :func:`choirbench.data_prep.f0.make_mixture_f0`),
-scored per whole-song mixture of the chosen split.
+is the F0 estimated from each excerpt's own mixture (``f0_mixture/excerpts/``,
+see :func:`choirbench.data_prep.f0.make_mixture_f0`): the F0 the methods were
+given at test.
 """
 from __future__ import annotations
 
@@ -89,57 +90,56 @@ def voice_scores(reference: np.ndarray, estimate: np.ndarray, cent_tolerance: fl
             "voicing_false_alarm": float(false_alarm) if (~voiced).any() else np.nan}
 
 
-def dataset_f0_accuracy(root: Path, split: str = "test") -> pd.DataFrame:
-    """Per whole-song mixture of ``split``: multi-pitch scores (``voice == "all"``) and per-voice scores.
+def dataset_f0_accuracy(root: Path, examples: list[Path]) -> pd.DataFrame:
+    """Per excerpt of the lists ``examples``: multi-pitch scores (``voice == "all"``) and per-voice scores.
 
-    Long table: song, mixture (e.g. ``S1-A1-T1-B1``), voice, assigner, frames,
-    then :data:`MULTIPITCH_COLUMNS` and :data:`VOICE_COLUMNS` (NaN where they
-    do not apply). Raises :class:`ChoirbenchError` when the dataset has no
-    mixture F0 yet or the split is empty.
+    The estimate is the F0 estimated from each excerpt's own mixture
+    (``f0_mixture/excerpts/``, what the methods were given); the reference is
+    the dataset's annotation of the same frames. Long table: J, example_id,
+    song, voice, assigner, frames, then :data:`MULTIPITCH_COLUMNS` and
+    :data:`VOICE_COLUMNS` (NaN where they do not apply). Raises
+    :class:`ChoirbenchError` when an excerpt has no mixture F0 yet.
     """
-    from choirbench.data_prep.f0 import MIXTURE_STAMP, F0_SOURCE_DIRS, load_peaks, song_mixtures
-    from choirbench.data_prep.prepared import read_manifest
-    from choirbench.io import read_f0
+    from choirbench.data_prep.f0 import MIXTURE_STAMP, excerpt_f0_path, load_peaks, read_excerpt_f0
+    from choirbench.data_prep.prepared import load_example, read_examples
 
     root = Path(root)
-    manifest = read_manifest(root)
-    rows = manifest[manifest["split"] == split]
-    if rows.empty:
-        raise ChoirbenchError(f"{root}: no {split} songs to score the F0 on")
-    est_dir = root / F0_SOURCE_DIRS["mixture"]
     records = []
-    for song in sorted(rows["song"].astype(str).unique()):
-        song_rows = rows[rows["song"].astype(str) == song]
-        stamp = est_dir / song / MIXTURE_STAMP
-        if not stamp.is_file():
-            raise ChoirbenchError(f"{est_dir / song}: no mixture F0 (run `choirbench f0 --data {root} --source mixture`)")
-        assigner = json.loads(stamp.read_text()).get("assigner", "")
-        for members in song_mixtures(song_rows):
-            tag = "-".join(f"{p}{s}" for p, s in members.items())
-            refs = {p: read_f0(root / "f0" / song / f"{p}{s}.csv") for p, s in members.items()}
-            n = min(len(r) for r in refs.values())
+    for path in examples:
+        for row in read_examples(path).itertuples():
+            ref = load_example(root, row, f0_source="truth")
+            est = read_excerpt_f0(root, str(row.example_id), ref.parts, ref.f0.shape[1])
+            if est is None:
+                raise ChoirbenchError(f"{excerpt_f0_path(root, row.example_id)}: no mixture F0 for this excerpt "
+                                      f"(run `choirbench f0 --data {root} --source mixture --examples {path}`)")
+            stamp = excerpt_f0_path(root, row.example_id).with_name(MIXTURE_STAMP)
+            assigner = json.loads(stamp.read_text()).get("assigner", "") if stamp.is_file() else ""
+            n = ref.f0.shape[1]
             ref_times = np.arange(n) * HOP / SAMPLE_RATE
-            ref_freqs = [np.array([refs[p][t] for p in refs if refs[p][t] > 0]) for t in range(n)]
-            est_times, est_freqs = load_peaks(est_dir / song / f"peaks_{tag}.npz")
-            base = {"song": song, "mixture": tag, "assigner": assigner, "frames": n}
+            ref_freqs = [ref.f0[ref.f0[:, t] > 0, t] for t in range(n)]
+            est_times, est_freqs = load_peaks(excerpt_f0_path(root, row.example_id).with_name(
+                f"{row.example_id}_peaks.npz"))
+            base = {"J": len(ref.parts), "example_id": str(row.example_id), "song": str(row.song),
+                    "assigner": assigner, "frames": n}
             records.append({**base, "voice": "all", **multipitch_scores(ref_times, ref_freqs, est_times, est_freqs)})
-            for part, singer in members.items():
-                est = read_f0(est_dir / song / f"{part}{singer}.csv")
-                records.append({**base, "voice": part, **voice_scores(refs[part][:n], est[:n])})
+            for j, part in enumerate(ref.parts):
+                records.append({**base, "voice": part, **voice_scores(ref.f0[j], est[j])})
+    if not records:
+        raise ChoirbenchError("F0 accuracy: the excerpt lists are empty")
     frame = pd.DataFrame(records)
     for column in MULTIPITCH_COLUMNS + VOICE_COLUMNS:
         if column not in frame:
             frame[column] = np.nan
-    return frame[["song", "mixture", "voice", "assigner", "frames"] + MULTIPITCH_COLUMNS + VOICE_COLUMNS]
+    return frame[["J", "example_id", "song", "voice", "assigner", "frames"] + MULTIPITCH_COLUMNS + VOICE_COLUMNS]
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean over mixtures per voice (``all`` = the multi-pitch scores), with the number of mixtures."""
+    """Mean over excerpts per J and voice (``all`` = the multi-pitch scores), with the number of excerpts."""
     order = {v: k for k, v in enumerate(("all", *PARTS))}
-    grouped = table.groupby("voice", sort=False)
+    grouped = table.groupby(["J", "voice"], sort=False)
     out = grouped[MULTIPITCH_COLUMNS + VOICE_COLUMNS].mean()
-    out.insert(0, "mixtures", grouped.size())
-    out = out.loc[sorted(out.index, key=lambda v: order.get(v, 99))]
+    out.insert(0, "excerpts", grouped.size())
+    out = out.loc[sorted(out.index, key=lambda jv: (jv[0], order.get(jv[1], 99)))]
     return out.dropna(axis=1, how="all").reset_index()
 
 
@@ -151,13 +151,13 @@ def write_f0_accuracy(table: pd.DataFrame, out_stem: Path, figure: Path | None =
     write_csv(out_stem.with_suffix(".csv"), table)
     summ = summary(table)
     assigners = ", ".join(sorted(set(table["assigner"].astype(str)))) or "?"
-    lines = [f"F0 from the mixture vs. the reference annotation ({dataset}, {table['song'].nunique()} songs, "
-             f"{table.loc[table['voice'] == 'all', 'mixture'].count()} whole-song mixtures, assigner {assigners}). "
-             "Row `all`: multi-pitch scores of the salience peaks (mir_eval.multipitch); "
+    lines = [f"F0 estimated from each test excerpt's own mixture vs. the reference annotation ({dataset}, "
+             f"{table['example_id'].nunique()} excerpts, assigner {assigners}). "
+             "Rows `all`: multi-pitch scores of the salience peaks (mir_eval.multipitch); "
              "rows S, A, T, B: raw pitch accuracy (50 cents), voicing recall and false alarm per voice after "
-             "assignment (mir_eval.melody). Means over mixtures, in %.", ""]
+             "assignment (mir_eval.melody). Means over excerpts, in %.", ""]
     shown = summ.copy()
-    numeric = [c for c in shown.columns if c not in ("voice", "mixtures")]
+    numeric = [c for c in shown.columns if c not in ("J", "voice", "excerpts")]
     shown[numeric] = (100 * shown[numeric]).round(1)
     header = "| " + " | ".join(shown.columns) + " |"
     lines += [header, "|" + "---|" * len(shown.columns)]
@@ -170,7 +170,8 @@ def write_f0_accuracy(table: pd.DataFrame, out_stem: Path, figure: Path | None =
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 3.2))
-        voices = summ[summ["voice"] != "all"]
+        top = summ[summ["J"] == summ["J"].max()]
+        voices = top[top["voice"] != "all"]
         x = np.arange(len(voices))
         for k, (column, label) in enumerate([("raw_pitch_accuracy", "raw pitch accuracy"),
                                             ("voicing_recall", "voicing recall"),
@@ -178,13 +179,13 @@ def write_f0_accuracy(table: pd.DataFrame, out_stem: Path, figure: Path | None =
             if column in voices:
                 ax.bar(x + (k - 1) * 0.27, 100 * voices[column], width=0.27, label=label)
         ax.set_xticks(x, voices["voice"])
-        mp = summ[summ["voice"] == "all"]
+        mp = top[top["voice"] == "all"]
         if not mp.empty and "f_measure" in mp:
             ax.axhline(100 * float(mp["f_measure"].iloc[0]), color="k", ls="--", lw=1,
                        label=f"multi-pitch F ({100 * float(mp['f_measure'].iloc[0]):.1f} %)")
         ax.set_ylim(0, 100)
         ax.set_ylabel("%")
-        ax.set_title(f"F0 from the mixture, {dataset} ({assigners})")
+        ax.set_title(f"F0 from the mixture, {dataset}, J = {int(summ['J'].max())} ({assigners})")
         ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         Path(figure).parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 # F0 estimated from the mixture (`f0_source: mixture`) and its accuracy.
-# The mixture F0 of a dataset is derived once per whole-song mixture and cached in
-# results/data/{dataset}/f0_mixture/ (see choirbench/data_prep/f0.py make_mixture_f0);
-# its knobs are the config block `f0_mixture`, passed as JSON so that a change reruns the step.
+# Cached in results/data/{dataset}/f0_mixture/ (choirbench/data_prep/f0.py make_mixture_f0):
+# every test and validation excerpt from its own mixture, and the training songs of the trained
+# mixture-F0 entries from whole-song mixtures (one per singer rank). The knobs (config block
+# `f0_mixture`) and those entries are passed as JSON, so that a change reruns the step.
 import shlex
 
 
@@ -11,6 +12,18 @@ def uses_mixture_f0():
 
 def f0_mixture_json():
     return shlex.quote(json.dumps(config.get("f0_mixture") or {}, sort_keys=True))
+
+
+def mixture_training_entries():
+    """The trained entries given mixture F0 (their training songs need whole-song tracks)."""
+    keys = ("data", "small_fraction", "small_seed")
+    entries = [method_entry(m) for m in ENABLED
+               if trainable(m) and not METHODS[m].get("checkpoint_from") and method_entry(m)["f0_source"] == "mixture"]
+    return shlex.quote(json.dumps([{k: e[k] for k in keys if k in e} for e in entries], sort_keys=True))
+
+
+def mixture_examples(wildcards):
+    return [f"results/data/{wildcards.dataset}/examples/J{J}_test.csv" for J in config["J"]]
 
 
 def f0_outputs():
@@ -25,6 +38,8 @@ rule derive_f0_mixture:
         "Estimating each voice's F0 from the whole-song mixtures of {wildcards.dataset} (cached per file)"
     input:
         manifest="results/data/{dataset}/manifest.csv",
+        test=mixture_examples,
+        valid="results/data/{dataset}/examples/J4_valid.csv",
     output:
         "results/data/{dataset}/f0_mixture/.complete",
     conda:
@@ -35,12 +50,14 @@ rule derive_f0_mixture:
         "results/benchmarks/f0/{dataset}_mixture.tsv"
     params:
         knobs=f0_mixture_json(),
+        train=mixture_training_entries(),
     threads: 2
     resources:
         mem_mb=4000,
         runtime=240,
     shell:
         "choirbench f0 --data results/data/{wildcards.dataset} --source mixture --params {params.knobs} "
+        "--examples {input.test} {input.valid} --train-entries {params.train} "
         "--threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
@@ -48,7 +65,8 @@ rule f0_accuracy:
     message:
         "Scoring the mixture F0 of {wildcards.dataset} against its annotation"
     input:
-        "results/data/{dataset}/f0_mixture/.complete",
+        f0="results/data/{dataset}/f0_mixture/.complete",
+        test=mixture_examples,
     output:
         table=report(
             "results/tables/{dataset}/f0_accuracy.md",
@@ -66,6 +84,6 @@ rule f0_accuracy:
     log:
         "results/logs/f0/{dataset}_accuracy.log",
     shell:
-        "choirbench f0-accuracy --data results/data/{wildcards.dataset} --dataset {wildcards.dataset} --split test "
+        "choirbench f0-accuracy --data results/data/{wildcards.dataset} --dataset {wildcards.dataset} --examples {input.test} "
         "--out results/tables/{wildcards.dataset}/f0_accuracy --figure {output.figure} "
         "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
