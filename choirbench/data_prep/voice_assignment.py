@@ -36,7 +36,6 @@ silence stays silence.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +43,6 @@ import numpy as np
 from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.params import resolve_params
 
-log = logging.getLogger(__name__)
 
 N_BINS = 360
 BINS_PER_OCTAVE = 60

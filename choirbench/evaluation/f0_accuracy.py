@@ -19,7 +19,6 @@ given at test.
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from pathlib import Path
 
@@ -28,7 +27,6 @@ import pandas as pd
 
 from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
 
-log = logging.getLogger(__name__)
 
 MULTIPITCH_COLUMNS = ["precision", "recall", "accuracy", "f_measure",
                       "chroma_precision", "chroma_recall", "chroma_accuracy", "chroma_f_measure"]
