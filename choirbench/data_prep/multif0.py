@@ -213,20 +213,88 @@ def _same_pad(k: int) -> tuple[int, int]:
 
 
 class _Conv:
-    """A Keras Conv2D (+ optional ReLU) on [B, C, F, T] tensors with Keras "same" zero padding."""
+    """One Keras Conv2D with "same" zero padding, in two implementations that agree to float rounding.
 
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray):
+    ``direct(x)``: x [1, C, F, T] -> [1, O, F, T] by torch's conv2d: the straightforward port, the
+    reference. ``fast(x)``: x [F, T, C] (channels last) -> [F, T, O]: kernels tall along frequency
+    (70 or 360 bins) as an FFT convolution along frequency (the few time taps as a matrix product
+    per frequency), a 1x1 kernel as a matrix product, small odd kernels by conv2d in channels-last
+    memory. The FFT is long enough (>= F + kh - 1) that no output wraps around: zero padding exact.
+    """
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray, n_bins: int = N_BINS):
         torch = _torch()
-        self.kh, self.kw = kernel.shape[:2]
+        self.kh, self.kw, self.cin, self.cout = kernel.shape
         self.weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))  # (out, in, kh, kw)
         self.bias = torch.from_numpy(np.ascontiguousarray(bias))
         top, bottom = _same_pad(self.kh)
         left, right = _same_pad(self.kw)
         self.pad = (left, right, top, bottom)  # F.pad order: last axis (time) first
+        self.time_pad = (left, right)
+        if self.kh > 5:
+            # cross-correlation out[f] = sum_j w[j] x[f + j - top] is the convolution of x with the
+            # flipped kernel, read from index f + kh - 1 - top
+            self.n_fft = _fft_size(n_bins + self.kh - 1)
+            spectrum = np.fft.rfft(kernel[::-1].astype(np.float64), n=self.n_fft, axis=0)  # (nb, kw, in, out)
+            # complex products as real matrix products on interleaved (re, im) pairs:
+            # (xr + i xi)(gr + i gi) = (xr gr - xi gi) + i (xr gi + xi gr)
+            real = np.empty((len(spectrum), self.kw, self.cin, 2, self.cout, 2), dtype=np.float32)
+            real[:, :, :, 0, :, 0] = spectrum.real
+            real[:, :, :, 1, :, 0] = -spectrum.imag
+            real[:, :, :, 0, :, 1] = spectrum.imag
+            real[:, :, :, 1, :, 1] = spectrum.real
+            self.taps = [torch.from_numpy(np.ascontiguousarray(real[:, dt].reshape(len(spectrum), 2 * self.cin,
+                                                                                    2 * self.cout)))
+                         for dt in range(self.kw)]  # per time tap (nb, 2 in, 2 out)
+            self.offset = self.kh - 1 - top
+        elif self.kh == self.kw == 1:
+            self.matrix = torch.from_numpy(np.ascontiguousarray(kernel[0, 0]))  # (in, out)
+        else:
+            self.weight_cl = self.weight.contiguous(memory_format=torch.channels_last)
 
-    def __call__(self, x):
+    def direct(self, x):
         import torch.nn.functional as F
         return F.conv2d(F.pad(x, self.pad), self.weight, self.bias)
+
+    def fast(self, x):
+        torch = _torch()
+        import torch.nn.functional as F
+        if self.kh > 5:
+            n_bins, n_frames = x.shape[0], x.shape[1]
+            import scipy.fft
+
+            # scipy returns the spectrum as (nb, T, C) rows, the layout the matrix products want
+            workers = torch.get_num_threads()
+            spec = scipy.fft.rfft(x.numpy(), n=self.n_fft, axis=0, workers=workers)
+            spec = torch.from_numpy(spec.view(np.float32))  # (nb, T, 2C): re, im interleaved
+            left = self.time_pad[0]
+            acc = torch.matmul(spec, self.taps[left])
+            for dt, tap in enumerate(self.taps):  # out[t] += tap_dt(spec)[t + dt - left], zero outside
+                shift = dt - left
+                if shift > 0:
+                    acc[:, :n_frames - shift].baddbmm_(spec[:, shift:], tap)
+                elif shift < 0:
+                    acc[:, -shift:].baddbmm_(spec[:, :n_frames + shift], tap)
+            out = scipy.fft.irfft(acc.numpy().view(np.complex64), n=self.n_fft, axis=0, workers=workers)
+            out = torch.from_numpy(out[self.offset: self.offset + n_bins])
+            return out.add_(self.bias)
+        if self.kh == self.kw == 1:
+            return torch.addmm(self.bias, x.reshape(-1, self.cin), self.matrix).view(*x.shape[:2], self.cout)
+        y = F.conv2d(x.permute(2, 0, 1).unsqueeze(0), self.weight_cl, self.bias,
+                     padding=(self.kh // 2, self.kw // 2))  # odd kernel: "same" is symmetric
+        return y.squeeze(0).permute(1, 2, 0)
+
+
+def _fft_size(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (fast for pocketfft/MKL)."""
+    best = 1 << (n - 1).bit_length()
+    for a in range(best.bit_length()):
+        for b in range(12):
+            for c in range(8):
+                size = (1 << a) * 3 ** b * 5 ** c
+                if n <= size < best:
+                    best = size
+    return best
 
 
 class _BatchNorm:
@@ -234,12 +302,15 @@ class _BatchNorm:
 
     def __init__(self, gamma, beta, mean, var):
         torch = _torch()
-        scale = gamma / np.sqrt(var + BN_EPS)
-        self.scale = torch.from_numpy((scale).astype(np.float32)).view(1, -1, 1, 1)
-        self.shift = torch.from_numpy((beta - mean * scale).astype(np.float32)).view(1, -1, 1, 1)
+        scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
+        self.scale = torch.from_numpy(scale)
+        self.shift = torch.from_numpy((beta - mean * scale).astype(np.float32))
 
-    def __call__(self, x):
-        return x * self.scale + self.shift
+    def direct(self, x):  # [1, C, F, T]
+        return x * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
+
+    def fast(self, x):  # [F, T, C]
+        return _torch().addcmul(self.shift, x, self.scale)
 
 
 def _stack(entries: list[list[np.ndarray]]) -> list:
@@ -257,8 +328,11 @@ def _stack(entries: list[list[np.ndarray]]) -> list:
 class LateDeep:
     """The Late/Deep network (Cuesta et al. 2020, model 3) with the shipped weights, inference only.
 
-    ``__call__(mag_db, dphase)``: two float32 tensors [B, 5, 360, n] -> salience [B, 360, n].
-    Every convolution except the last is followed by ReLU; each BN follows a ReLU.
+    ``__call__(mag_db, dphase, impl="fast")``: two float32 tensors [5, 360, n] -> salience [360, n].
+    ``impl="direct"`` runs every layer by conv2d on [1, C, F, T] (the straightforward port, kept as the
+    reference the fast path is tested against); ``"fast"`` runs channels last with FFT convolutions
+    for the tall kernels (see :class:`_Conv`). Every convolution except the last is followed by
+    ReLU; each BN follows a ReLU.
     """
 
     def __init__(self, weights: dict[str, np.ndarray] | None = None):
@@ -267,25 +341,31 @@ class LateDeep:
         weights = load_weights("cuesta_multif0") if weights is None else weights
         self.branches = [_stack(layers(weights, stem)) for stem in ("base_model1", "base_model2")]
         self.head = _stack(layers(weights, "cuesta"))
-        shapes = [[op.weight.shape[0] for op in ops if isinstance(op, _Conv)] for ops in (*self.branches, self.head)]
+        shapes = [[op.cout for op in ops if isinstance(op, _Conv)] for ops in (*self.branches, self.head)]
         if shapes != [[16, 32, 32, 32, 32, 32]] * 2 + [[64, 64, 8, 1]]:
             raise ChoirbenchError(f"multi-F0 weights: unexpected layer widths {shapes}")
 
     @staticmethod
-    def _run(ops, x, last_activation: bool = True):
+    def _run(ops, x, impl: str, last_activation: bool = True):
         torch = _torch()
         for i, op in enumerate(ops):
-            x = op(x)
+            x = getattr(op, impl)(x)
             if isinstance(op, _Conv) and (last_activation or i < len(ops) - 1):
-                x = torch.relu(x)
+                x = torch.relu_(x) if impl == "fast" else torch.relu(x)
         return x
 
-    def __call__(self, mag_db, dphase):
+    def __call__(self, mag_db, dphase, impl: str = "fast"):
         torch = _torch()
+        if impl not in ("fast", "direct"):
+            raise ValueError(f"impl must be 'fast' or 'direct', got {impl!r}")
         with torch.inference_mode():
-            x = torch.cat([self._run(self.branches[0], mag_db), self._run(self.branches[1], dphase)], dim=1)
-            x = self._run(self.head, x, last_activation=False)
-            return torch.sigmoid(x)[:, 0]
+            if impl == "direct":
+                x = torch.cat([self._run(self.branches[0], mag_db[None], impl),
+                               self._run(self.branches[1], dphase[None], impl)], dim=1)
+                return torch.sigmoid(self._run(self.head, x, impl, last_activation=False))[0, 0]
+            x = torch.cat([self._run(self.branches[0], mag_db.permute(1, 2, 0).contiguous(), impl),
+                           self._run(self.branches[1], dphase.permute(1, 2, 0).contiguous(), impl)], dim=2)
+            return torch.sigmoid(self._run(self.head, x, impl, last_activation=False))[..., 0]
 
 
 @lru_cache(maxsize=1)
@@ -311,12 +391,14 @@ def _torch_threads(threads: int | None):
 
 # ----------------------------------------------------------------------------- salience
 
-def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None = None) -> Salience:
+def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None = None,
+             impl: str = "fast") -> Salience:
     """Late/Deep multi-F0 salience of a mono recording (Cuesta, McFee & Gómez, ISMIR 2020).
 
     Parameters: audio [n] samples (any real dtype) at ``sr`` Hz; ``block_s`` seconds of output
     frames computed per block (memory grows with it, the result does not change); ``threads``
-    torch threads (None: leave torch's setting).
+    torch threads (None: leave torch's setting); ``impl`` "fast" or "direct" (the reference
+    network, ~20x slower, same map to float rounding: see :class:`LateDeep`).
     Returns a :class:`Salience` on the 22 050 Hz / hop-256 grid (T = n_22050 // 256 frames).
     A recording without any signal (all CQT magnitudes below the -100 dB floor) gets an all-zero
     map. Raises ChoirbenchError for empty, too short, non-finite or multi-channel audio, or a
@@ -354,11 +436,11 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
             del C
             if lo > 0:
                 mag, dphase = mag[..., 1:], dphase[..., 1:]  # frame `first` only served as previous phase
-            _network_frames(model, mag, dphase, lo, start, stop, n_frames, sal)
+            _network_frames(model, mag, dphase, lo, start, stop, n_frames, sal, impl)
     return result
 
 
-def _network_frames(model, mag, dphase, lo, start, stop, n_frames, out) -> None:
+def _network_frames(model, mag, dphase, lo, start, stop, n_frames, out, impl) -> None:
     """Salience of frames start..stop-1 into out[:, start:stop], from features of frames lo.. (in chunks).
 
     Each chunk of NET_CHUNK frames is computed with NET_CONTEXT frames of features on each side
@@ -372,9 +454,9 @@ def _network_frames(model, mag, dphase, lo, start, stop, n_frames, out) -> None:
         a, b = max(0, s - NET_CONTEXT), min(n_frames, e + NET_CONTEXT)
         if a < lo or b > have:
             raise AssertionError("feature block lacks the network's context")  # a bug, not bad input
-        x1 = torch.from_numpy(mag[..., a - lo: b - lo])[None]
-        x2 = torch.from_numpy(dphase[..., a - lo: b - lo])[None]
-        out[:, s:e] = model(x1, x2)[0, :, s - a: e - a].numpy()
+        x1 = torch.from_numpy(mag[..., a - lo: b - lo])
+        x2 = torch.from_numpy(dphase[..., a - lo: b - lo])
+        out[:, s:e] = model(x1, x2, impl)[:, s - a: e - a].numpy()
 
 
 def peaks(sal: Salience, threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, list[np.ndarray]]:
