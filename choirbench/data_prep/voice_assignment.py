@@ -63,7 +63,8 @@ def multif0_threshold() -> float:
 
 ASSIGN_DEFAULTS = {
     # pitch_sort: the paper's own approach, and on synthetic chorales and the real CSD quartet it is
-    # both more accurate and ~70x cheaper than this port of the VoAS-CNN (see the closing note of issue 11)
+    # both more accurate and ~60x cheaper than this port of the VoAS-CNN (benchmarks/eval_voice_assignment.py,
+    # benchmarks/bench_f0_mixture.py)
     "assigner": "pitch_sort",
     # salience peaks (pitch_sort's candidates; the silence gate of both assigners): Late/Deep's published 0.5
     "peak_threshold": multif0_threshold(),
