@@ -19,6 +19,7 @@ include: "workflow/rules/methods.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/robustness.smk"
+include: "workflow/rules/f0.smk"
 
 
 rule all:
@@ -26,3 +27,4 @@ rule all:
     input:
         final_outputs(),
         robustness_outputs(),
+        f0_outputs(),

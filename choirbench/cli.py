@@ -36,12 +36,82 @@ def cmd_prepare(args) -> None:
     prepare(kind, params, Path(args.out))
 
 
-def cmd_f0(args) -> None:
-    from choirbench.data_prep.f0 import make_f0
+def _f0_mixture_params(given: str | None, assigner: str | None) -> dict:
+    """The ``f0_mixture`` knobs: ``given`` (JSON file or inline JSON object), then ``assigner``."""
+    params = {}
+    if given:
+        text = given if given.lstrip().startswith("{") else None
+        if text is None:
+            if not Path(given).is_file():
+                raise ChoirbenchError(f"{given}: f0_mixture params file not found")
+            text = Path(given).read_text()
+        try:
+            params = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ChoirbenchError(f"{given}: not valid JSON ({err})") from None
+        if not isinstance(params, dict):
+            raise ChoirbenchError(f"{given}: expected a JSON object of f0_mixture knobs")
+    if assigner:
+        params["assigner"] = assigner
+    return params
 
-    written = make_f0(Path(args.data), args.source)
-    logging.getLogger("choirbench").info("%d F0 files written (%s)", written, args.source)
-    (Path(args.data) / f"f0_{args.source}" / ".complete").touch()
+
+def _mixture_training_songs(data: Path, given: str) -> list[str]:
+    """The training songs of the trained entries given F0 from the mixture (JSON list of method entries)."""
+    from choirbench.data_prep.prepared import read_manifest
+    from choirbench.methods.harness import ENTRY_DEFAULTS, training_songs
+
+    try:
+        entries = json.loads(given)
+    except json.JSONDecodeError as err:
+        raise ChoirbenchError(f"--train-entries: not valid JSON ({err})") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ChoirbenchError("--train-entries: expected a JSON list of method entries")
+    manifest = read_manifest(data)
+    all_train = sorted(manifest.loc[manifest["split"] == "train", "song"].astype(str).unique())
+    songs: set[str] = set()
+    for entry in entries:
+        chosen = training_songs(data, {**ENTRY_DEFAULTS, "id": "?", **entry})
+        songs.update(all_train if chosen is None else chosen)
+    return sorted(songs)
+
+
+def cmd_f0(args) -> None:
+    from choirbench.data_prep.f0 import F0_SOURCE_DIRS, make_f0
+
+    log = logging.getLogger("choirbench")
+    _threads(args.threads)
+    if args.mixture:  # one recording -> the table `separate --f0` reads
+        if args.data or args.source:
+            raise ChoirbenchError("f0: give either a mixture WAV (with --out) or --data/--source, not both")
+        if not args.out:
+            raise ChoirbenchError("f0: --out is required with a mixture WAV (the F0 table to write)")
+        from choirbench.io import read_wav, write_csv
+        from choirbench.data_prep.voice_assignment import ASSIGN_DEFAULTS, estimate_f0, parse_voices
+        import numpy as np
+        import pandas as pd
+        from choirbench import HOP, SAMPLE_RATE
+
+        params = _f0_mixture_params(args.params, args.assigner)
+        voices = parse_voices(args.voices, where="--voices")
+        audio, rate = read_wav(Path(args.mixture), sr=None, allow_silence=True)
+        f0 = estimate_f0(audio, rate, "".join(voices), params)
+        table = pd.DataFrame({"time_s": np.round(np.arange(f0.shape[1]) * HOP / SAMPLE_RATE, 6),
+                              **{v: np.round(track, 4) for v, track in zip(voices, f0)}})
+        write_csv(Path(args.out), table)
+        log.info("%s: F0 of %s (%d frames of 16 ms, assigner %s) -> %s", args.mixture, "".join(voices),
+                 f0.shape[1], params.get("assigner", ASSIGN_DEFAULTS["assigner"]), args.out)
+        return
+    if not args.data or not args.source:
+        raise ChoirbenchError("f0: give a mixture WAV (with --out), or --data and --source for a prepared dataset")
+    songs = None
+    if args.source == "mixture" and args.train_entries is not None:
+        songs = _mixture_training_songs(Path(args.data), args.train_entries)
+    written = make_f0(Path(args.data), args.source,
+                      _f0_mixture_params(args.params, args.assigner) if args.source == "mixture" else None,
+                      songs=songs, examples=[Path(p) for p in args.examples or []])
+    log.info("%d F0 files written (%s)", written, args.source)
+    (Path(args.data) / F0_SOURCE_DIRS[args.source] / ".complete").touch()
 
 
 def cmd_examples(args) -> None:
@@ -98,9 +168,10 @@ def cmd_separate(args) -> None:
             raise ChoirbenchError(f"--params must be a JSON object of the method's knobs, got {params!r}")
         entry = dict(ENTRY_DEFAULTS, id=args.method, model=args.method, params=params)
     _threads(args.threads)
-    for path in separate_file(Path(args.mixture), Path(args.f0), entry,
+    for path in separate_file(Path(args.mixture), Path(args.f0) if args.f0 else None, entry,
                               Path(args.checkpoint) if args.checkpoint else None, Path(args.out),
-                              Path(args.notes) if args.notes else None):
+                              Path(args.notes) if args.notes else None,
+                              voices=args.voices, f0_params=_f0_mixture_params(args.f0_params_arg, args.assigner)):
         print(path)
 
 
@@ -122,6 +193,13 @@ def cmd_evaluate(args) -> None:
                              method=args.method, seed=args.seed, J=args.J, excerpt_s=args.excerpt_s,
                              metrics=tuple(args.metrics) if args.metrics else None)
         write_table(table, Path(out))
+
+
+def cmd_f0_accuracy(args) -> None:
+    from choirbench.evaluation.f0_accuracy import dataset_f0_accuracy, write_f0_accuracy
+
+    table = dataset_f0_accuracy(Path(args.data), [Path(p) for p in args.examples])
+    write_f0_accuracy(table, Path(args.out), Path(args.figure) if args.figure else None, dataset=args.dataset)
 
 
 def cmd_tables(args) -> None:
@@ -234,9 +312,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("f0", help="derive the F0 given to methods: pYIN on the isolated voices, or the score")
-    p.add_argument("--data", required=True, help="prepared dataset folder")
-    p.add_argument("--source", required=True, choices=["pyin", "score"])
+    p = sub.add_parser("f0", help="each voice's F0 estimated from a mixture WAV, or the F0 source of a prepared dataset",
+                       description="choirbench f0 MIX.wav --voices SATB --out f0.csv   (the table `separate --f0` reads)\n"
+                                   "choirbench f0 --data DIR --source pyin|score|mixture   (a prepared dataset)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mixture", nargs="?", help="mixture WAV (any rate, mono): estimate each voice's F0 from it")
+    p.add_argument("--voices", default="SATB", help="voices sung in the mixture, e.g. SATB, SA, ATB (default SATB)")
+    p.add_argument("--out", help="F0 table to write (CSV: time_s plus one column per voice, Hz, 0 = unvoiced)")
+    p.add_argument("--data", help="prepared dataset folder")
+    p.add_argument("--source", choices=["pyin", "score", "mixture"],
+                   help="pyin: pYIN on each isolated voice; score: the aligned notes; mixture: from the mixtures")
+    p.add_argument("--assigner", choices=["voas", "pitch_sort"], help="voice assignment (default: f0_mixture.assigner)")
+    p.add_argument("--params", help="f0_mixture knobs: JSON file or inline JSON object")
+    p.add_argument("--examples", nargs="*", help="with --source mixture: excerpt lists whose excerpts get F0 "
+                                                  "estimated from their own mixture")
+    p.add_argument("--train-entries", help="with --source mixture: JSON list of the trained method entries given "
+                                           "mixture F0; their training songs get whole-song tracks "
+                                           "(default: every song)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=cmd_f0)
 
     p = sub.add_parser("examples", help="write the fixed excerpt list of one split and J")
@@ -273,9 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corruption-seed", type=int, default=0, help="seed of the F0 corruption's error pattern")
     p.set_defaults(func=cmd_separate_set)
 
-    p = sub.add_parser("separate", help="separate your own recording given the voices' F0")
+    p = sub.add_parser("separate", help="separate your own recording (F0 from --f0, else estimated from it)")
     p.add_argument("mixture", help="mixture WAV (any rate, mono)")
-    p.add_argument("--f0", required=True, help="CSV: time_s plus one column per voice (Hz, 0 = unvoiced)")
+    p.add_argument("--f0", help="CSV: time_s plus one column per voice (Hz, 0 = unvoiced); "
+                                "without it each voice's F0 is estimated from the mixture first")
+    p.add_argument("--voices", default="SATB", help="voices to estimate F0 for when there is no --f0 (default SATB)")
+    p.add_argument("--assigner", choices=["voas", "pitch_sort"], help="voice assignment when there is no --f0")
+    p.add_argument("--f0-params", dest="f0_params_arg", help="f0_mixture knobs (JSON file or object) when there is no --f0")
     p.add_argument("--method", help="method id (e.g. nmf1) when neither --method-config nor --checkpoint is given")
     p.add_argument("--method-config", help="JSON method entry (e.g. results/config/synth-chorales/methods/sf-us-full.json)")
     p.add_argument("--params", help="JSON string of method params (with --method)")
@@ -304,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, nargs="+", help="Parquet table(s), one per --estimates folder")
     p.add_argument("--metrics", nargs="+", help="only these metrics (default: all), e.g. SI-SDR")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("f0-accuracy", help="score a dataset's mixture F0 against its annotation (mir_eval)")
+    p.add_argument("--data", required=True, help="prepared dataset folder (with f0_mixture/)")
+    p.add_argument("--dataset", default="", help="dataset name for captions")
+    p.add_argument("--examples", nargs="+", required=True, help="excerpt lists (e.g. examples/J4_test.csv)")
+    p.add_argument("--out", required=True, help="output stem: writes {out}.csv and {out}.md")
+    p.add_argument("--figure", help="PNG bar chart to write")
+    p.set_defaults(func=cmd_f0_accuracy)
 
     p = sub.add_parser("tables", help="aggregate metric tables into CSV/Markdown/LaTeX; test the claims")
     p.add_argument("--dataset", required=True)

@@ -7,6 +7,10 @@ three sources a run can pick (``f0_source``) share the file naming of ``f0/``:
 * ``truth`` -> ``f0/``       the dataset's own annotation (written by the converter)
 * ``pyin``  -> ``f0_pyin/``  librosa.pyin on each isolated voice (cached: existing files are kept)
 * ``score`` -> ``f0_score/`` the aligned notes of ``score/``, MIDI -> Hz, 0 between notes
+* ``mixture`` -> ``f0_mixture/`` estimated from the *mixture* (multi-F0 salience of Cuesta,
+  McFee & Gómez 2020 + voice assignment, :mod:`choirbench.data_prep.voice_assignment`), the
+  paper's condition: no isolated voice is looked at. See :func:`make_mixture_f0` for which
+  mixture each track comes from.
 """
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from choirbench import HOP, PARTS, SAMPLE_RATE, ChoirbenchError
-from choirbench.io import read_notes, read_release_f0, read_wav, write_f0
+from choirbench.io import read_notes, read_release_f0, read_wav, write_csv, write_f0, write_text
 from choirbench.params import resolve_params
 
 log = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ PYIN_DEFAULTS = {
     "fmin_hz": {"S": 180.0, "A": 130.0, "T": 90.0, "B": 55.0},
     "fmax_hz": {"S": 1200.0, "A": 900.0, "T": 600.0, "B": 420.0},
 }
-F0_SOURCE_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score"}
+F0_SOURCE_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score", "mixture": "f0_mixture"}
 
 
 def n_frames_for(n_samples: int) -> int:
@@ -194,11 +199,16 @@ def replace_duplicate_f0(song: str, f0: dict, audio: dict, pyin_params: dict | N
 
 # ----------------------------------------------------------------------------- F0 sources of a prepared dataset
 
-def make_f0(root: Path, source: str, params: dict | None = None) -> int:
-    """Write ``root/f0_pyin/`` or ``root/f0_score/`` for every manifest row (same names as ``f0/``).
+def make_f0(root: Path, source: str, params: dict | None = None, *, songs: list[str] | None = None,
+            examples: list[Path] = ()) -> int:
+    """Write ``root/f0_pyin/``, ``root/f0_score/`` or ``root/f0_mixture/`` for every manifest row.
 
-    pYIN tracks are cached: files that already exist are kept. Returns the
-    number of files written. ``truth`` needs nothing (the converter wrote ``f0/``).
+    Same file names as ``f0/``. pYIN and mixture tracks are cached: files that
+    already exist are kept (mixture tracks only while their knobs are unchanged).
+    ``songs`` and ``examples``: which songs and excerpt lists get mixture F0
+    (:func:`make_mixture_f0`).
+    Returns the number of files written. ``truth`` needs nothing (the converter
+    wrote ``f0/``).
     """
     from choirbench.data_prep.prepared import read_manifest
 
@@ -207,6 +217,8 @@ def make_f0(root: Path, source: str, params: dict | None = None) -> int:
         raise ChoirbenchError(f"unknown f0_source {source!r} (expected one of {sorted(F0_SOURCE_DIRS)})")
     if source == "truth":
         return 0
+    if source == "mixture":
+        return make_mixture_f0(root, params, songs=songs, examples=examples)
     manifest = read_manifest(root)
     out_dir = root / F0_SOURCE_DIRS[source]
     written = 0
@@ -229,6 +241,150 @@ def make_f0(root: Path, source: str, params: dict | None = None) -> int:
         written += 1
     log.info("%s: wrote %d %s F0 file(s) to %s", root, written, source, out_dir)
     return written
+
+
+MIXTURE_STAMP = ".f0_mixture.json"
+"""Per song folder: the knobs its mixture F0 tracks were estimated with (a change re-estimates them)."""
+
+
+def song_mixtures(rows) -> list[dict[str, str]]:
+    """The mixtures whose F0 serve a song's manifest rows: one {part: singer} per singer rank.
+
+    Mixture ``k`` takes each part's ``k``-th singer (sorted ids; a part with fewer
+    singers repeats its own from the first), so every (part, singer) is in exactly
+    one mixture where it is the part's own ``k``-th singer. With CSD-like data
+    (singers 1..4 in every part) mixture ``k`` is singer ``k`` of every part.
+    """
+    singers = {p: sorted(rows.loc[rows["part"] == p, "singer"].astype(str)) for p in PARTS}
+    singers = {p: s for p, s in singers.items() if s}
+    n = max((len(s) for s in singers.values()), default=0)
+    return [{p: s[k % len(s)] for p, s in singers.items()} for k in range(n)]
+
+
+def make_mixture_f0(root: Path, params: dict | None = None, *, songs: list[str] | None = None,
+                    examples: list[Path] = ()) -> int:
+    """``root/f0_mixture/``: each voice's F0 estimated from a mixture, never from an isolated voice.
+
+    Two kinds of tracks, both estimated by multi-F0 salience + voice assignment
+    (``params``: the ``f0_mixture`` config block, see
+    :data:`choirbench.data_prep.voice_assignment.ASSIGN_DEFAULTS`):
+
+    * every excerpt of the lists ``examples`` (the test and validation lists):
+      from the excerpt's own mixture of its J voices, i.e. exactly the signal a
+      method separates, into ``excerpts/{example_id}.csv`` (``time_s`` plus one
+      column per voice, the excerpt's frames) with the salience peaks next to it
+      (``excerpts/{example_id}_peaks.npz``, scored by
+      :mod:`choirbench.evaluation.f0_accuracy`);
+    * the songs ``songs`` (None = all; the training songs of mixture-F0 entries)
+      for the training sampler, which cuts random excerpts: for each song and
+      singer rank ``k`` (:func:`song_mixtures`) the whole-song mixture of the
+      ``k``-th singer of every part, into ``{song}/{part}{singer}.csv`` like
+      the other sources. Limit: a training excerpt of J < 4 voices, or one that
+      pairs singers of different ranks, gets tracks assigned in another mixture
+      of the same song (same notes and timing; its own singers' intonation only
+      where the ranks agree).
+
+    Cached: files are kept while their knobs are unchanged (a stamp per song
+    folder and one for ``excerpts/``). Returns the number of F0 files written.
+    """
+    import json
+
+    from choirbench.data_prep.prepared import load_example, read_examples, read_manifest
+    from choirbench.data_prep.voice_assignment import ASSIGN_DEFAULTS, estimate_salience_f0
+
+    root = Path(root)
+    params = resolve_params(ASSIGN_DEFAULTS, params or {}, where="f0_mixture")
+    stamp_text = json.dumps(params, sort_keys=True) + "\n"
+    manifest = read_manifest(root)
+    out_dir = root / F0_SOURCE_DIRS["mixture"]
+    written = 0
+    known = sorted(manifest["song"].astype(str).unique())
+    if songs is not None and set(songs) - set(known):
+        raise ChoirbenchError(f"{root}: no songs {sorted(set(songs) - set(known))} in the manifest")
+    for song in _progress(known if songs is None else sorted(songs), "F0 (mixture, songs)"):
+        rows = manifest[manifest["song"].astype(str) == song]
+        folder = out_dir / song
+        fresh = _fresh(folder / MIXTURE_STAMP, stamp_text)
+        for members in song_mixtures(rows):
+            targets = {p: folder / f"{p}{s}.csv" for p, s in members.items()}
+            if fresh and all(t.is_file() for t in targets.values()):
+                continue
+            stems = [read_wav(root / "audio" / song / f"{p}{s}.wav")[0] for p, s in members.items()]
+            n = min(len(x) for x in stems)
+            mixture = np.sum([x[:n] for x in stems], axis=0)
+            f0, _ = estimate_salience_f0(mixture, SAMPLE_RATE, "".join(members), params, n_frames=n_frames_for(n))
+            for j, target in enumerate(targets.values()):
+                write_f0(target, f0[j])
+                written += 1
+        write_text(folder / MIXTURE_STAMP, stamp_text)
+    folder = out_dir / "excerpts"
+    fresh = _fresh(folder / MIXTURE_STAMP, stamp_text)
+    for path in examples:
+        rows = list(read_examples(path).itertuples())
+        for row in _progress(rows, f"F0 (mixture, {Path(path).stem})"):
+            target = excerpt_f0_path(root, row.example_id)
+            if fresh and target.is_file():
+                continue
+            ex = load_example(root, row, f0_source="truth")      # the mixture only; its F0 is not used
+            f0, peaks = estimate_salience_f0(ex.mixture, ex.sr, "".join(ex.parts), params, n_frames=ex.f0.shape[1])
+            save_peaks(target.with_name(f"{row.example_id}_peaks.npz"), *peaks)
+            write_csv(target, pd.DataFrame({"time_s": np.round(np.arange(f0.shape[1]) * HOP / SAMPLE_RATE, 6),
+                                            **{p: np.round(track, 4) for p, track in zip(ex.parts, f0)}}))
+            written += 1
+    if examples:
+        write_text(folder / MIXTURE_STAMP, stamp_text)
+    log.info("%s: wrote %d mixture F0 file(s) to %s", root, written, out_dir)
+    return written
+
+
+def _fresh(stamp: Path, text: str) -> bool:
+    if stamp.is_file() and stamp.read_text() == text:
+        return True
+    if stamp.parent.is_dir() and any(stamp.parent.glob("*.csv")):
+        log.info("%s: f0_mixture knobs changed, re-estimating", stamp.parent)
+    return False
+
+
+def excerpt_f0_path(root: Path, example_id: str) -> Path:
+    """Where the F0 estimated from an excerpt's own mixture lives."""
+    return Path(root) / F0_SOURCE_DIRS["mixture"] / "excerpts" / f"{example_id}.csv"
+
+
+def read_excerpt_f0(root: Path, example_id: str, parts: tuple[str, ...], n_frames: int) -> np.ndarray | None:
+    """The F0 [J, n_frames] estimated from an excerpt's own mixture, or None when there is none.
+
+    Raises :class:`ChoirbenchError` when the file does not match the excerpt.
+    """
+    from choirbench.io import read_f0_table
+
+    path = excerpt_f0_path(root, example_id)
+    if not path.is_file():
+        return None
+    _, f0, names = read_f0_table(path)
+    if tuple(names) != tuple(parts) or f0.shape[1] != n_frames:
+        raise ChoirbenchError(f"{path}: F0 of voices {names} x {f0.shape[1]} frames does not match the excerpt "
+                              f"({''.join(parts)}, {n_frames} frames); delete it to re-estimate")
+    return f0
+
+
+def save_peaks(path: Path, times: np.ndarray, freqs: list[np.ndarray]) -> None:
+    """Multi-F0 peaks (times [T] s, per-frame Hz arrays) as one ``.npz`` (flat Hz + counts), atomically."""
+    from choirbench.io import atomic_path
+
+    counts = np.array([len(f) for f in freqs], dtype=np.int32)
+    flat = np.concatenate(freqs) if len(freqs) else np.zeros(0)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, times=np.asarray(times, float), counts=counts, freqs=flat.astype(np.float32))
+
+
+def load_peaks(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Inverse of :func:`save_peaks`: (times [T] s, list of per-frame F0 arrays in Hz)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChoirbenchError(f"{path}: multi-F0 peaks not found (run `choirbench f0 --source mixture`)")
+    with np.load(path, allow_pickle=False) as data:
+        times, counts, flat = data["times"], data["counts"], data["freqs"].astype(np.float64)
+    return times, np.split(flat, np.cumsum(counts)[:-1]) if len(counts) else []
 
 
 def _progress(items, desc):

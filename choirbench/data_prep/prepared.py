@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["song", "part", "singer", "split", "audio", "f0", "duration_s"]
 SPLITS = ("train", "valid", "test")
-F0_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score"}
+F0_DIRS = {"truth": "f0", "pyin": "f0_pyin", "score": "f0_score", "mixture": "f0_mixture"}
 """Where each F0 source lives inside a prepared dataset (``noisy`` is derived at load time)."""
 
 
@@ -328,8 +328,17 @@ def load_example(root: Path, row, *, f0_source: str = "truth", excerpt_s: float 
     """Load one row of an ``examples/J{J}_{split}.csv`` list."""
     n = int(round(excerpt_s * SAMPLE_RATE))
     start = int(round(float(row.start_s) * SAMPLE_RATE))
-    return load_excerpt(root, str(row.song), tuple(row.parts.split("-")), tuple(str(row.singers).split("-")),
-                        start, n, f0_source=f0_source, example_id=str(row.example_id))
+    parts = tuple(row.parts.split("-"))
+    own = None
+    if f0_source == "mixture":  # F0 estimated from this excerpt's own mixture, when the list was given one
+        from choirbench.data_prep.f0 import read_excerpt_f0
+
+        own = read_excerpt_f0(root, str(row.example_id), parts, n // HOP)
+    ex = load_excerpt(root, str(row.song), parts, tuple(str(row.singers).split("-")), start, n,
+                      f0_source="truth" if own is not None else f0_source, example_id=str(row.example_id))
+    if own is not None:
+        ex.f0 = own
+    return ex
 
 
 # ----------------------------------------------------------------------------- training data

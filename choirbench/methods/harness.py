@@ -26,7 +26,7 @@ from choirbench.data_prep.prepared import (ExcerptSampler, load_example, read_ex
 from choirbench.data_prep.f0 import to_hop_grid
 from choirbench.data_prep.f0_corruption import excerpt_seed, parse_corruption
 from choirbench.data_prep.release import resample_audio
-from choirbench.io import read_f0_table, read_voice_notes, read_wav, write_text, write_wav
+from choirbench.io import F0_MIN_HZ, read_f0_table, read_voice_notes, read_wav, write_text, write_wav
 from choirbench.methods.base import Method, check_output, get
 from choirbench.methods.checkpoints import read_checkpoint, save_checkpoint, training_identity
 from choirbench.params import resolve_params
@@ -212,9 +212,13 @@ def min_samples(method: Method) -> int:
     return max(windows + [HOP])
 
 
-def read_inputs(mixture_path: Path, f0_path: Path, notes_path: Path | None, shortest: int, method_id: str):
+def read_inputs(mixture_path: Path, f0_path: Path | None, notes_path: Path | None, shortest: int, method_id: str,
+                *, voices: str = "SATB", f0_params: dict | None = None):
     """The strictly read inputs of :func:`separate_file`: (audio at its rate, rate, x at 16 kHz, f0 [J, T], names, notes).
 
+    Without ``f0_path`` the F0 of ``voices`` is estimated from the recording (multi-F0 salience and
+    voice assignment with the ``f0_mixture`` knobs ``f0_params``, see
+    :mod:`choirbench.data_prep.voice_assignment`), after the recording itself has passed its checks.
     Raises :class:`ChoirbenchError` (one line naming the file, column or line) for an empty or too
     short recording and for any F0 or notes table the readers of :mod:`choirbench.io` refuse.
     """
@@ -228,22 +232,34 @@ def read_inputs(mixture_path: Path, f0_path: Path, notes_path: Path | None, shor
                               f"{shortest / SAMPLE_RATE:.3f} s); "
                               f"give a recording of at least that length")
     duration_s = len(audio) / rate
-    times, f0_table, names = read_f0_table(f0_path, duration_s=duration_s, audio=Path(mixture_path).name)
-    f0 = np.stack([to_hop_grid(times, track, len(x) // HOP) for track in f0_table])
+    if f0_path is not None:
+        times, f0_table, names = read_f0_table(f0_path, duration_s=duration_s, audio=Path(mixture_path).name)
+        f0 = np.stack([to_hop_grid(times, track, len(x) // HOP) for track in f0_table])
+    else:
+        from choirbench.data_prep.voice_assignment import ASSIGN_DEFAULTS, estimate_f0, parse_voices
+
+        names = list(parse_voices(voices, where="--voices"))
+        params = resolve_params(ASSIGN_DEFAULTS, f0_params or {}, where="f0_mixture")
+        log.info("%s: no F0 given: estimating the F0 of %s from the mixture (multi-F0 salience, %s assignment)",
+                 mixture_path, "".join(names), params["assigner"])
+        f0 = estimate_f0(audio, rate, "".join(names), params, n_frames=len(x) // HOP)
+        # the salience grid starts at 32.7 Hz; the readers' voiced range starts at F0_MIN_HZ: one rule for both
+        f0 = np.where(f0 >= F0_MIN_HZ, f0, 0.0)
     notes = None
     if notes_path is not None:
         notes = read_voice_notes(notes_path, names, duration_s=duration_s, audio=Path(mixture_path).name)
     return audio, rate, x, f0, names, notes
 
 
-def separate_file(mixture_path: Path, f0_path: Path, entry: dict, checkpoint: Path | None, out_dir: Path,
-                  notes_path: Path | None = None) -> list[Path]:
+def separate_file(mixture_path: Path, f0_path: Path | None, entry: dict, checkpoint: Path | None, out_dir: Path,
+                  notes_path: Path | None = None, *, voices: str = "SATB", f0_params: dict | None = None) -> list[Path]:
     """Separate a user's recording: any rate in, ``out_dir/{voice}.wav`` at that rate and length out.
 
-    Inputs are read by :func:`read_inputs` (every check before anything runs or is written).
+    Inputs are read by :func:`read_inputs` (every check before anything runs or is written); without
+    ``f0_path`` each of ``voices``' F0 is first estimated from the recording, and the log says so.
     """
     audio, rate, x, f0, names, notes = read_inputs(mixture_path, f0_path, notes_path, min_samples(build(entry)),
-                                                   entry["id"])
+                                                   entry["id"], voices=voices, f0_params=f0_params)
     method = load_method(entry, checkpoint)
     if method.needs_references:
         raise ChoirbenchError(f"method {entry['id']!r} needs the true voices and cannot separate a recording")
