@@ -12,7 +12,9 @@ The power spectrogram is modelled as a sum of J voices, each a product of a sour
   the voice is unvoiced (zeros that multiplicative updates keep).
 
 Itakura-Saito multiplicative updates (``beta`` = 0) with the majorise-minimise exponent (1/2 for IS),
-so the divergence never increases; Wiener masks M_j = S_j^p / sum_k S_k^p on the complex STFT.
+so the divergence never increases; they run until one iteration lowers the divergence by less than
+``tolerance`` of its value (at most ``iterations``). Wiener masks M_j = S_j^p / sum_k S_k^p on the
+complex STFT.
 
 Only the ~(2 * tolerance * steps + 1) source atoms a frame may use are gathered per voice and frame,
 which keeps an iteration cheap (the full F0 grid has several hundred atoms).
@@ -25,6 +27,7 @@ import logging
 import numpy as np
 import scipy.signal
 
+from choirbench import ChoirbenchError
 from choirbench.methods._nmf_common import check_inputs, f0_on_frames, ratio_masks
 from choirbench.methods.base import Method, register
 from choirbench.methods.nmf1 import beta_divergence, mu_exponent
@@ -102,7 +105,8 @@ class NMF2(Method):
     defaults = {
         "n_fft": 2048,
         "hop": 256,
-        "iterations": 30,
+        "iterations": 200,            # at most this many iterations (a cap: ``tolerance`` decides when to stop)
+        "tolerance": 1e-3,            # stop when an iteration lowers the divergence by less than this fraction
         "beta": 0.0,                  # 0 = Itakura-Saito (paper), 1 = KL
         "update_exponent": "auto",    # "auto": majorise-minimise exponent (monotone); or a number (1 = plain MU)
         "eps": 1e-8,                  # floor of model and data, relative to the mixture power's maximum
@@ -119,6 +123,14 @@ class NMF2(Method):
         "mask_power": 1.0,            # on power spectra: 1 = Wiener
         "seed": 0,                    # filter initialisation
     }
+
+    def __init__(self, params: dict | None = None, *, device: str = "cpu"):
+        super().__init__(params, device=device)
+        p = self.params
+        if not (isinstance(p["iterations"], int) and p["iterations"] >= 1):
+            raise ChoirbenchError(f"methods.nmf2.params.iterations must be a whole number >= 1, got {p['iterations']!r}")
+        if not 0 <= p["tolerance"] < 1:
+            raise ChoirbenchError(f"methods.nmf2.params.tolerance must be in [0, 1), got {p['tolerance']!r}")
 
     def grid(self) -> tuple[int, int]:
         steps = 12 * self.params["steps_per_semitone"]
@@ -152,7 +164,9 @@ class NMF2(Method):
 
     def decompose(self, mixture, sr, f0, notes=None, *, track: bool = False) -> dict:
         """Fit the model; returns the STFT ``X``, per-voice power models ``S`` [J, F, T], the source
-        activations ``h`` [J, O, T] with their ``allowed`` pattern, and (``track``) the divergence trace."""
+        activations ``h`` [J, O, T] with their ``allowed`` pattern, the number of ``iterations`` run, the
+        divergence after each of them (``per_iteration``, the initial value first) and (``track``) the
+        divergence after every single update (``trace``)."""
         p = self.params
         mixture, f0 = check_inputs(mixture, sr, f0, self.name)
         J = len(f0)
@@ -161,7 +175,7 @@ class NMF2(Method):
         n_bins, n_frames = V.shape
         f0_frames = f0_on_frames(f0, n_frames, p["hop"], sr)
         G, allowed = self.source_gathers(f0_frames, sr)
-        out = {"X": X, "J": J, "allowed": allowed, "trace": []}
+        out = {"X": X, "J": J, "allowed": allowed, "trace": [], "iterations": 0, "per_iteration": []}
         if not allowed.any() or not np.any(V > 0):
             out.update(S=np.zeros((J, n_bins, n_frames), np.float32), h=np.zeros(allowed.shape, np.float32),
                        active=allowed.any(axis=1))
@@ -201,6 +215,8 @@ class NMF2(Method):
         B = {j: filters[j] @ HPhi[j] for j in live}
         S = model()
         trace = [beta_divergence(Vd, S, beta)] if track else []
+        per_iteration = [beta_divergence(Vd, S, beta)]
+        tolerance = float(p["tolerance"])
 
         def weights(S):
             """V * S^(beta - 2) and S^(beta - 1), the two halves of every gradient."""
@@ -267,16 +283,23 @@ class NMF2(Method):
                 HG[j] /= peak
                 filters[j] /= peak
                 HPhi[j] *= peak[:, None]
+            per_iteration.append(trace[-1] if track else beta_divergence(Vd, S, beta))
+            if per_iteration[-2] - per_iteration[-1] <= tolerance * abs(per_iteration[-2]):
+                break
         voices = np.zeros((J, n_bins, n_frames), np.float32)
         for j in live:
             voices[j] = A[j] * B[j]
-        out.update(S=voices, h=h, active=allowed.any(axis=1), trace=trace)
+        out.update(S=voices, h=h, active=allowed.any(axis=1), trace=trace, iterations=len(per_iteration) - 1,
+                   per_iteration=per_iteration)
         return out
 
     def masks(self, parts: dict) -> np.ndarray:
         """Wiener-style masks [J, F, T] over the voices (the free part, if any, is not a voice)."""
         return ratio_masks(parts["S"].astype(np.float64), self.params["mask_power"], parts["active"])
 
+    def reconstruct(self, parts: dict, n_samples: int) -> np.ndarray:
+        """The voices [J, n_samples] from :meth:`decompose`'s output (masks on the mixture's STFT)."""
+        return istft(self.masks(parts) * parts["X"][None], self.params["hop"], n_samples).astype(np.float32)
+
     def separate(self, mixture, sr, f0, notes=None, **kwargs):
-        parts = self.decompose(mixture, sr, f0, notes)
-        return istft(self.masks(parts) * parts["X"][None], self.params["hop"], len(mixture)).astype(np.float32)
+        return self.reconstruct(self.decompose(mixture, sr, f0, notes), len(mixture))
