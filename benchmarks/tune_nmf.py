@@ -6,7 +6,7 @@ The defaults of both NMF baselines were once chosen on Bach10 instruments, inclu
 
 * nmf1: harmonic band half-width (``harmonic_tolerance``, semitones) x Ewert & Mueller's flat onset
   templates (off, or active in [onset - 0.2 s, onset + 0.1 s]) x beta (1 = KL, 2 = squared error):
-  3 x 2 x 2 = 12 settings.
+  4 x 2 x 2 = 16 settings.
 * nmf2, in two stages (a full factorial would cost 3x more): (a) F0 band half-width
   (``f0_tolerance``, semitones) x number of filter shapes K (``n_filter_shapes``) at stopping
   tolerance 1e-2 (about the old fixed 30 iterations); (b) at the best (a) setting, smaller stopping
@@ -47,7 +47,7 @@ from choirbench.io import write_csv  # noqa: E402
 from choirbench.methods import get  # noqa: E402
 
 NMF1_GRID = {
-    "harmonic_tolerance": [0.1, 0.25, 0.5],
+    "harmonic_tolerance": [0.1, 0.25, 0.5, 1.0],
     "onset": [None, (0.2, 0.1)],      # None: no onset templates; else E&M's window (before_s, after_s)
     "beta": [1.0, 2.0],
 }
