@@ -36,7 +36,10 @@ class Architecture:
     noise_gain_max: float = 1.0
     """Ceiling of the per-frame noise gain (published: ``exp_sigmoid(., max_value=1)``)."""
     slope_corner_hz: float = sf_dsp.SLOPE_CORNER_HZ
+    """The fixed source slope is flat below this frequency (published: 200 Hz) ..."""
     slope_db_per_octave: float = sf_dsp.SLOPE_DB_PER_OCTAVE
+    """... and falls by this many dB per octave above it (published: 6). Applied by the excitation
+    spectra (``sf_dsp.excitation_spectra``); recorded here so that a checkpoint names the signal model."""
     encoder_fft: int = 512
     sample_rate: int = 16000
 
