@@ -97,7 +97,7 @@ def test_nmf_mu_monotone_on_random_problem():
 @pytest.mark.parametrize("knobs", [{}, {"n_residual": 0}, {"beta": 1.0}])
 def test_nmf2_monotone_and_zeros_kept(two_voices, knobs):
     _, mixture, f0, _ = two_voices
-    method = get("nmf2")({"iterations": 6, **knobs})
+    method = get("nmf2")({"iterations": 6, "tolerance": 0.0, **knobs})  # all 6 iterations
     parts = method.decompose(mixture, SAMPLE_RATE, f0, track=True)
     trace = np.asarray(parts["trace"])
     assert len(trace) > 6
@@ -106,6 +106,36 @@ def test_nmf2_monotone_and_zeros_kept(two_voices, knobs):
     allowed = parts["allowed"]
     assert (~allowed).mean() > 0.05  # voice 1 is unvoiced for 0.3 s
     assert np.all(parts["h"][~allowed] == 0) and np.all(parts["h"][allowed] > 0)
+
+
+def test_nmf2_stops_on_its_tolerance_and_never_increases(two_voices):
+    """nmf2 runs until one iteration lowers the IS divergence by <= tolerance of its value: the last
+    iteration's relative decrease is below the tolerance and every earlier one above it; the
+    divergence never increases (after any single update); a smaller tolerance runs longer; the
+    cap ``iterations`` wins when it is reached first."""
+    _, mixture, f0, _ = two_voices
+    tolerance = 1e-2
+    method = get("nmf2")({"tolerance": tolerance, "iterations": 500})
+    parts = method.decompose(mixture, SAMPLE_RATE, f0, track=True)
+    per_iteration = np.asarray(parts["per_iteration"])
+    decrease = -np.diff(per_iteration) / per_iteration[:-1]
+    assert parts["iterations"] == len(decrease) < 500
+    assert decrease[-1] <= tolerance and np.all(decrease[:-1] > tolerance), decrease
+    trace = np.asarray(parts["trace"])
+    assert np.all(np.diff(trace) <= 1e-6 * np.abs(trace[1:])), np.diff(trace).max()
+    tighter = get("nmf2")({"tolerance": tolerance / 3, "iterations": 500}).decompose(mixture, SAMPLE_RATE, f0)
+    assert tighter["iterations"] > parts["iterations"]
+    capped = get("nmf2")({"tolerance": tolerance, "iterations": 3}).decompose(mixture, SAMPLE_RATE, f0)
+    assert capped["iterations"] == 3
+    # same result whether or not every update is tracked
+    untracked = method.decompose(mixture, SAMPLE_RATE, f0)
+    assert untracked["iterations"] == parts["iterations"] and np.array_equal(untracked["S"], parts["S"])
+
+
+@pytest.mark.parametrize("bad", [{"tolerance": -1e-3}, {"tolerance": 1.0}, {"iterations": 0}, {"iterations": 2.5}])
+def test_nmf2_bad_stopping_knobs(bad):
+    with pytest.raises(ChoirbenchError, match=next(iter(bad))):
+        get("nmf2")(bad)
 
 
 def test_sklearn_keeps_zeros_and_matches_structure():

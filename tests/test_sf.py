@@ -12,7 +12,7 @@ from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.prepared import ExcerptSampler, load_excerpt
 from choirbench.methods import sf_dsp
 from choirbench.methods.sf import SourceFilter
-from choirbench.methods.sf_model import MLP, Architecture, SourceFilterNet, _SharedInputGRU
+from choirbench.methods.sf_model import MLP, Architecture, ExcerptNorm, SourceFilterNet, _SharedInputGRU
 
 TINY = {"encoder_hidden": 16, "encoder_layers": 2, "embedding": 16, "decoder_hidden": 32, "mlp_layers": 2,
         "n_harmonics": 30, "excerpt_s": 1.0, "batch_size": 4, "lr": 3e-3, "device": "cpu",
@@ -141,6 +141,168 @@ def test_fused_synthesis_matches_the_formula_and_its_gradient():
                                         (lsf, amp, gain, band), fast_mode=True)
     finally:
         sf_dsp.SYNTH_CHUNK_FRAMES = old_chunk
+
+
+def test_synthesiser_equals_the_published_signal_model_written_out():
+    """Fixed controls (F0 with vibrato, moving amplitude, noise gain, 40 noise bands, LSFs drifting
+    between two filters) through the fast frame-wise synthesiser, against the published signal model
+    written out plainly at the sample rate:
+
+        u = s * (a(n) sum_k cos(k phi(n)) / K)  +  g(n) (b * nu)(n)
+        y = sum_l h_l * (w_l u)          (window frame l, all-pole 1/A_l with its full tail, overlap-add)
+
+    with a(n), g(n) the Hann (overlap-add) interpolation of the frame values (DDSP's 'window'
+    resampling), s the source-slope FIR, b the noise-band filter, nu the same white noise.
+    Tolerance: error energy < -40 dB of the signal's. Measured -47.6 dB; its parts (measured by
+    switching controls off): the harmonic path with fixed controls -88 dB (float32, 1/A tail folding
+    beyond 384 samples for pole radius 0.96), moving LSFs and amplitude -65 dB (the fast path applies
+    the +-64-sample slope FIR to each windowed frame, i.e. before the per-frame gain and filter, the
+    published code to the whole signal), the noise-band filter's impulse response beyond +-64 samples
+    wrapping in the frame buffer -54 dB. The published code's own frame order (a rectangular frame
+    through 1/A_l from zero state, windowed afterwards) is a further -44 dB away from either.
+    """
+    L, K = 41, 20
+    N = (L - 1) * HOP
+    frames = np.arange(L)
+    f0 = 220 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 5.5 * frames * HOP / SAMPLE_RATE))
+    amp = 0.5 + 0.3 * np.sin(2 * np.pi * frames / 25)
+    gain = 0.05 + 0.03 * np.cos(2 * np.pi * frames / 17)
+    bands = np.random.default_rng(0).uniform(0.2, 1.0, 40)
+    ends = lsf_batch(0.5, n=2, seed=3, min_gap_hz=150.0).numpy()
+    lsf = ends[0] + (ends[1] - ends[0]) * np.linspace(0, 1, L)[:, None]
+    a = sf_dsp.lsf_to_lpc(torch.tensor(lsf)).numpy()
+    assert max(np.abs(np.roots(c)).max() for c in a) < 0.97
+
+    harm, noise = sf_dsp.excitation_spectra(torch.tensor(f0, dtype=torch.float32)[None], N, SAMPLE_RATE, K,
+                                            generator=torch.Generator().manual_seed(5))
+    band = sf_dsp.band_response(torch.tensor(bands, dtype=torch.float32)[None], harm.shape[-1])
+    fast = sf_dsp.voice_signals(*(torch.tensor(x, dtype=torch.float32)[None] for x in (lsf, amp, gain)),
+                                band, harm, noise, N)[0].double().numpy()
+
+    span = (L - 1) * HOP + sf_dsp.WIN                      # samples -256 .. N + 255
+    f0_s = np.interp(np.clip((np.arange(span) - HOP) / HOP, 0, L - 1), frames, f0)
+    phase = 2 * np.pi * np.cumsum(f0_s) / SAMPLE_RATE
+    harmonics = np.cos(np.arange(1, K + 1)[:, None] * phase).sum(0) / K
+    window = np.hanning(sf_dsp.WIN + 1)[:-1]
+
+    def interpolate(values):
+        out = np.zeros(span)
+        for i, v in enumerate(values):
+            out[i * HOP:i * HOP + sf_dsp.WIN] += v * window
+        return out
+
+    white = (torch.rand(1, span, generator=torch.Generator().manual_seed(5)) * 2 - 1)[0].double().numpy()
+    b = np.fft.irfft(band[0].double().numpy(), sf_dsp.N_FFT)
+    b = np.r_[b[-(sf_dsp.N_FFT // 2 - 1):], b[:sf_dsp.N_FFT // 2]]     # lags -511 .. 511
+    source = np.convolve(interpolate(amp) * harmonics, sf_dsp.slope_taps(SAMPLE_RATE).numpy(), "same") + \
+        interpolate(gain) * np.convolve(white, b, "same")
+    out = np.zeros(span + 4096)
+    for i in range(L):
+        frame = np.r_[source[i * HOP:i * HOP + sf_dsp.WIN] * window, np.zeros(4096 - sf_dsp.WIN)]
+        out[i * HOP:i * HOP + 4096] += scipy.signal.lfilter([1.0], a[i], frame)
+    plain = out[HOP:HOP + N]
+    error_db = 10 * np.log10(np.sum((fast - plain) ** 2) / np.sum(plain ** 2))
+    assert error_db < -40, error_db
+
+
+def test_source_slope_is_flat_below_200_hz_and_falls_6_db_per_octave_above():
+    """The realised (129-tap, zero-phase) slope against the published curve: within 1.1 dB everywhere
+    (the knee at 200 Hz is rounded), within 0.5 dB above 400 Hz; zero phase; and the old one-pole
+    low-pass (-3 dB at 200 Hz, -7 dB at 400 Hz) would fail."""
+    response = sf_dsp.slope_response(SAMPLE_RATE).double()
+    freqs = torch.arange(len(response), dtype=torch.float64) * SAMPLE_RATE / sf_dsp.N_FFT
+    ideal = sf_dsp.slope_magnitude(freqs)
+    assert ideal[freqs <= 200].eq(1).all()
+    octave = freqs >= 400
+    per_octave = 20 * torch.log10(sf_dsp.slope_magnitude(2 * freqs[octave]) / ideal[octave])
+    assert torch.allclose(per_octave, torch.full_like(per_octave, -6.0))
+    error_db = 20 * torch.log10(response / ideal)
+    assert error_db.abs().max() < 1.1 and error_db[freqs > 400].abs().max() < 0.5
+    taps = sf_dsp.slope_taps(SAMPLE_RATE)
+    assert torch.allclose(taps, taps.flip(0), rtol=0, atol=1e-12) and len(taps) == 2 * sf_dsp.SLOPE_HALF_TAPS + 1
+    p = math.exp(-2 * math.pi * 200 / SAMPLE_RATE)
+    one_pole = (1 - p) / (1 - p * torch.exp(-2j * math.pi * freqs / SAMPLE_RATE)).abs()
+    assert (20 * torch.log10(one_pole / ideal)).abs().max() > 1.1
+
+
+# ----------------------------------------------------------------------------- network
+
+def test_encoder_normalises_over_the_whole_excerpt_with_per_frequency_scale_and_shift():
+    """The encoder's first GRU sees (X - mean) / sqrt(var + 1e-5) * scale[f] + shift[f], X the
+    log-magnitude spectrogram of each excerpt, mean and (biased) variance over all its frames and
+    bins (numpy, float64, written out here); random scale and shift. A per-frame norm would differ:
+    a louder second half must stay louder after normalisation."""
+    torch.manual_seed(0)
+    arch = Architecture(encoder_hidden=8, encoder_layers=2, embedding=8, decoder_hidden=16, mlp_layers=1)
+    model = SourceFilterNet(arch)
+    assert isinstance(model.encoder.norm, ExcerptNorm)
+    with torch.no_grad():
+        model.encoder.norm.scale.uniform_(0.5, 2.0)
+        model.encoder.norm.shift.normal_()
+    mix = torch.randn(2, 20 * HOP)
+    mix[:, 10 * HOP:] *= 10
+    seen = {}
+
+    def keep_input(module, inputs, output):
+        seen["x"] = inputs[0]
+
+    model.encoder.grus[0].register_forward_hook(keep_input)
+    model.encoder(mix)
+    spec = torch.stft(mix, 512, HOP, window=torch.hann_window(512), return_complex=True)
+    log_mag = np.log(spec.abs().double().numpy() + 1e-6).transpose(0, 2, 1)         # [B, frames, bins]
+    mean = log_mag.mean(axis=(1, 2), keepdims=True)
+    var = ((log_mag - mean) ** 2).mean(axis=(1, 2), keepdims=True)
+    expected = (log_mag - mean) / np.sqrt(var + 1e-5) * model.encoder.norm.scale.detach().double().numpy() + \
+        model.encoder.norm.shift.detach().double().numpy()
+    assert np.allclose(seen["x"].detach().numpy(), expected, atol=1e-4)
+    unscaled = (log_mag - mean) / np.sqrt(var + 1e-5)
+    assert unscaled[:, 14:18].mean() > unscaled[:, 2:6].mean() + 0.5      # loudness envelope kept
+
+
+def test_noise_gain_never_exceeds_one_and_reaches_it():
+    """exp_sigmoid with max_value 1 (published): pushed as high as it goes the gain is 1 (+ the 1e-7
+    floor of exp_sigmoid), never the previous ceiling of 2."""
+    torch.manual_seed(0)
+    model = SourceFilterNet(Architecture(encoder_hidden=8, encoder_layers=1, embedding=8, decoder_hidden=16,
+                                         mlp_layers=1, n_harmonics=10))
+    f0 = torch.full((1, 2, 12), 220.0)
+    mix = torch.randn(1, 11 * HOP)
+    for bias in (-50.0, 0.0, 3.0, 1e4):
+        with torch.no_grad():
+            model.decoder.frame_head.bias[1] = bias
+        gain = model.controls(mix, f0)["noise_gain"]
+        assert gain.max() <= 1.0 + 1e-7
+    assert gain.min() > 0.999
+    assert SourceFilter({}).params["noise_gain_max"] == 1.0
+
+
+def test_lsf_gaps_are_unconstrained_by_default_and_bounded_when_asked():
+    """Default: no minimum LSF spacing (published lsf_activation), so extreme gap logits put LSFs
+    far closer than the old 50 Hz floor; ``lsf_min_gap_hz`` 50 restores that floor."""
+    assert Architecture().lsf_min_gap_hz == 0.0 and SourceFilter({}).params["lsf_min_gap_hz"] == 0.0
+    f0 = torch.full((1, 1, 12), 220.0)
+    mix = torch.randn(1, 11 * HOP)
+    spacings = {}
+    for min_gap in (0.0, 50.0):
+        torch.manual_seed(0)
+        model = SourceFilterNet(Architecture(encoder_hidden=8, encoder_layers=1, embedding=8, decoder_hidden=16,
+                                             mlp_layers=1, n_harmonics=10, lsf_min_gap_hz=min_gap))
+        with torch.no_grad():
+            model.decoder.frame_head.bias[2:] = torch.tensor([-8.0, 8.0] * 10 + [8.0])
+        lsf = model.controls(mix, f0)["lsf"]
+        spacings[min_gap] = (torch.diff(lsf, dim=-1).min() * SAMPLE_RATE / (2 * math.pi)).item()
+    assert spacings[0.0] < 1.0, spacings
+    assert spacings[50.0] >= 50.0 - 1e-3, spacings
+
+
+def test_checkpoint_architecture_must_name_every_current_field():
+    stored = Architecture().to_dict()
+    assert Architecture.from_stored(stored) == Architecture()
+    old = {k: v for k, v in stored.items() if k not in ("noise_gain_max", "slope_corner_hz")}
+    with pytest.raises(ValueError, match="noise_gain_max"):
+        Architecture.from_stored(old)
+    with pytest.raises(ValueError, match="per_frame_norm"):
+        Architecture.from_stored({**stored, "per_frame_norm": True})
 
 
 # ----------------------------------------------------------------------------- source
@@ -372,7 +534,9 @@ def test_separate_shapes_outputs_and_export(tiny_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"output": "both"}, {"precision": "fp16"}, {"filter_order": 19},
-                                 {"mask_power": 0}, {"mask_power": -1.0}])
+                                 {"mask_power": 0}, {"mask_power": -1.0}, {"noise_gain_max": 0},
+                                 {"slope_corner_hz": -1}, {"slope_db_per_octave": -6},
+                                 {"lsf_min_gap_hz": -1}, {"lsf_min_gap_hz": 400}])
 def test_bad_knobs_are_refused_with_the_key_named(bad):
     key = next(iter(bad))
     with pytest.raises(ChoirbenchError, match=key):

@@ -57,12 +57,66 @@ def test_encoder_is_leaky_with_slope_0_2_and_rejects_a_boolean_slope():
     net = ConditionedUNet(channels=[4, 8])
     slopes = [m.negative_slope for m in net.modules() if isinstance(m, torch.nn.LeakyReLU)]
     assert slopes == [0.2, 0.2]
-    with pytest.raises(ChoirbenchError, match="leaky_slope"):
-        UNet({"leaky_slope": True})
+    for bad in (True, 1.5, -0.1, "1"):
+        with pytest.raises(ChoirbenchError, match="leaky_slope"):
+            UNet({"leaky_slope": bad})
     # the encoder is non-linear: a negated input does not give a negated first-layer output
     block = net.down[0].eval()
     x = torch.randn(1, 1, 8, 8)
     assert not torch.allclose(block(-x), -block(x))
+
+
+def encoder(net: ConditionedUNet):
+    """The U-Net's encoder: its strided convolution blocks (conv, batch norm, leaky ReLU) in sequence."""
+    return torch.nn.Sequential(*net.down)
+
+
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
+def test_unet_ref_builds_with_slope_one_and_its_encoder_is_affine(config):
+    """unet-ref as configured: encoder slope exactly 1. Tested property: in eval mode (batch norm on
+    its running statistics, made non-trivial here) the six encoder blocks compose to an affine map
+    f(x) = M x + c, so f(a x + b y) = a f(x) + b f(y) + (1 - a - b) f(0) for random x, y, a, b
+    (float64, up to rounding); with biases, batch-norm shifts and running means zeroed, f is linear:
+    f(a x + b y) = a f(x) + b f(y). The Petermann-faithful default (slope 0.2) fails both."""
+    import yaml
+    from pathlib import Path
+
+    entry = yaml.safe_load((Path(__file__).resolve().parents[1] / config).read_text())["methods"]["unet-ref"]
+    assert entry["model"] == "unet"
+    method = UNet({**entry.get("params", {}), "channels": [2, 4, 4, 8, 8, 8], "device": "cpu"})
+    torch.manual_seed(0)
+    net = method.build(0).double().eval()
+    slopes = [m.negative_slope for m in net.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert slopes == [1.0] * 6
+    reference = ConditionedUNet(channels=[2, 4, 4, 8, 8, 8]).double().eval()
+    for model in (net, reference):
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            torch.nn.init.normal_(bn.weight)
+            torch.nn.init.normal_(bn.bias)
+    gen = torch.Generator().manual_seed(1)
+    x, y = (torch.randn(2, 1, 64, 64, generator=gen, dtype=torch.float64) for _ in range(2))
+    a, b = 0.7, -1.9
+
+    def affine_gap(f):
+        with torch.no_grad():
+            lhs = f(a * x + b * y)
+            rhs = a * f(x) + b * f(y) + (1 - a - b) * f(torch.zeros_like(x))
+        return ((lhs - rhs).abs().max() / lhs.abs().max()).item()
+
+    assert affine_gap(encoder(net)) < 1e-12
+    assert affine_gap(reference.down[0]) > 0.05 and affine_gap(encoder(reference)) > 1e-6
+    with torch.no_grad():
+        for m in net.down.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.bias.zero_()
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.bias.zero_()
+                m.running_mean.zero_()
+        f = encoder(net)
+        assert torch.allclose(f(a * x + b * y), a * f(x) + b * f(y), rtol=0, atol=1e-12 * f(x).abs().max())
+        assert f(torch.zeros_like(x)).abs().max() == 0
 
 
 def test_f0_activation_bins_and_unvoiced():

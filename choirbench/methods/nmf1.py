@@ -11,11 +11,14 @@ V = |STFT(mixture)| is approximated by W H with multiplicative updates under the
 Each voice is then V_j = W H restricted to its own columns, turned into ratio masks
 M_j = V_j^p / sum_k V_k^p applied to the complex mixture STFT.
 
-Defaults differ from the paper where a measurement said so (Bach10, 20 excerpts of 4 s, see
-``benchmarks/bench_nmf.py``): the flat onset templates are off (``onset_templates``), because for sung
-or bowed notes there is no percussive onset to explain and a flat template active around every
-onset of every voice takes the other voices' energy (median SDR 3.1 dB with them, 5.9 dB without);
-the harmonic bands are +-0.25 semitone but at least +-20 Hz, and the mask power is 1.
+Defaults were chosen on the validation split of the synthetic choir (``synth-chorales``, the
+default run's three validation chorales, 8 excerpts each at J = 2 and 4; ``benchmarks/tune_nmf.py``,
+table in ``results/tables/synth-chorales/nmf_tuning.csv``), never on test data: harmonic bands
++-0.5 semitone (at least +-20 Hz; 0.1 and 0.25 gave 9.7 dB, 0.5 10.4 dB, 1.0 9.0 dB, mean over J of
+the median SDR), beta = 1 (KL; beta = 2 lost 0.5-1 dB), and no flat onset templates: for sung notes
+there is no percussive onset to explain, and a flat template active around every onset of every
+voice takes the other voices' energy (-1.6 to -2.5 dB with Ewert & Mueller's [onset - 0.2 s,
+onset + 0.1 s] window). The mask power is 1.
 
 Solver: scikit-learn's ``non_negative_factorization(init='custom', solver='mu')`` keeps the zeros
 exactly (tested in ``tests/test_nmf.py``) and is available as ``solver: sklearn``. The default is
@@ -156,7 +159,7 @@ class NMF1(Method):
         "beta": 1.0,                  # 1 = KL (paper default), 2 = squared error
         "solver": "numpy",            # numpy | sklearn (same updates; see module docstring)
         "eps": 1e-9,                  # model floor, relative to the mixture magnitude's maximum
-        "harmonic_tolerance": 0.1,    # semitones either side of each harmonic (wider bands overlap other voices)
+        "harmonic_tolerance": 0.5,    # semitones either side of each harmonic (chosen on synthetic validation)
         "min_band_hz": 20.0,          # never narrower than most of the Hann main lobe (2 bins = 15.6 Hz)
         "n_harmonics": 80,
         "harmonic_decay": 1.0,        # initial amplitude 1/h^decay

@@ -60,7 +60,10 @@ class SourceFilter(Method):
         "precision": "fp32",        # network in fp32, or bf16 mixed precision (autocast)
         # CPU default sizes (config/paper.yaml restores the paper's: see PAPER_PARAMS)
         "encoder_hidden": 64, "encoder_layers": 3, "embedding": 64, "decoder_hidden": 128, "mlp_layers": 3,
-        "n_harmonics": 101, "filter_order": 20, "noise_bands": 40, "lsf_min_gap_hz": 50.0,
+        "n_harmonics": 101, "filter_order": 20, "noise_bands": 40,
+        "lsf_min_gap_hz": 0.0,        # minimum LSF spacing (0: none, as published)
+        "noise_gain_max": 1.0,        # noise-gain ceiling (published: 1)
+        "slope_corner_hz": 200.0, "slope_db_per_octave": 6.0,   # source slope: flat below, -6 dB/oct above
         "encoder_fft": 512, "sample_rate": SAMPLE_RATE,
         "loss_fft_sizes": [2048, 1024, 512, 256, 128, 64],
         "mask_fft": 2048, "mask_hop": 256,
@@ -94,6 +97,15 @@ class SourceFilter(Method):
             raise ChoirbenchError(f"methods.sf.params.filter_order must be even, got {p['filter_order']}")
         if not p["mask_power"] > 0:
             raise ChoirbenchError(f"methods.sf.params.mask_power must be positive, got {p['mask_power']}")
+        for key in ("noise_gain_max", "slope_corner_hz"):
+            if not p[key] > 0:
+                raise ChoirbenchError(f"methods.sf.params.{key} must be positive, got {p[key]}")
+        if not p["slope_db_per_octave"] >= 0:
+            raise ChoirbenchError(f"methods.sf.params.slope_db_per_octave must be >= 0, got {p['slope_db_per_octave']}")
+        widest = p["sample_rate"] / 2 / (p["filter_order"] + 1)
+        if not 0 <= p["lsf_min_gap_hz"] < widest:
+            raise ChoirbenchError(f"methods.sf.params.lsf_min_gap_hz must be in [0, {widest:g}) Hz for "
+                                  f"filter_order {p['filter_order']}, got {p['lsf_min_gap_hz']}")
         self.torch_device = resolve_device(device or p["device"])
         self.model: SourceFilterNet | None = None
 
@@ -125,8 +137,10 @@ class SourceFilter(Method):
             if voices is None:
                 raise ChoirbenchError("supervised sf training needs isolated voices (sampler with_voices=True)")
             refs = torch.as_tensor(voices[..., :n], dtype=torch.float32, device=dev)
-        harm, noise = sf_dsp.excitation_spectra(f0_t, n, self.params["sample_rate"], self.params["n_harmonics"],
-                                                generator=generator)
+        p = self.params
+        harm, noise = sf_dsp.excitation_spectra(f0_t, n, p["sample_rate"], p["n_harmonics"], generator=generator,
+                                                slope_corner_hz=p["slope_corner_hz"],
+                                                slope_db_per_octave=p["slope_db_per_octave"])
         return mix, refs, f0_t, harm, noise
 
     def loss(self, model: SourceFilterNet, batch: tuple) -> torch.Tensor:

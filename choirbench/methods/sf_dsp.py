@@ -7,12 +7,18 @@ on sample ``l * 256``, i.e. on F0 frame ``l``). In frame ``l`` a voice is
 
 where ``H_l`` is the spectrum of the Hann-windowed harmonic excitation (101
 equal-amplitude harmonics of the given F0, those above Nyquist dropped, then
-renormalised), ``S`` the fixed -6 dB/octave slope above 200 Hz, ``N_l`` the
-spectrum of windowed white noise, ``B`` the 40-band noise filter, ``a_l`` and
-``g_l`` the harmonic amplitude and noise gain, and ``1/A_l`` the all-pole
-vocal tract built from line spectral frequencies. Frames are taken back to the
-time domain and overlap-added; the periodic Hann window at hop 256 sums to one,
-so the overlap-add also interpolates amplitude, gain and filter between frames.
+renormalised), ``S`` the fixed source slope (flat below 200 Hz, -6 dB/octave
+above, zero phase), ``N_l`` the spectrum of windowed white noise, ``B`` the
+40-band noise filter, ``a_l`` and ``g_l`` the harmonic amplitude and noise gain,
+and ``1/A_l`` the all-pole vocal tract built from line spectral frequencies.
+Frames are taken back to the time domain and overlap-added; the periodic Hann
+window at hop 256 sums to one, so the overlap-add also interpolates amplitude,
+gain and filter between frames. ``S`` and ``B`` are linear and time-invariant,
+so applying them per windowed frame and overlap-adding equals filtering the whole
+signal (as the published code does), as long as nothing wraps around the frame
+buffer: both are zero-phase FIR filters no longer than +-``FRAME_DELAY``
+samples, and every frame is delayed by ``FRAME_DELAY`` inside its buffer (the
+overlap-add takes the delay back out).
 
 Why this form: with F0 given and the harmonic distribution fixed, ``H_l`` and
 ``N_l`` depend on no learned parameter, so they are computed once per batch
@@ -22,10 +28,10 @@ sample rate under autograd, which took most of its time and memory.
 
 Filtering a frame by ``1/A`` on an ``n_fft``-point grid equals the time-domain
 recursion (``scipy.signal.lfilter(1, A, frame)``) with the impulse-response tail
-beyond ``n_fft`` samples folded back (time aliasing); with ``n_fft = 1024`` for
-512-sample frames the tail beyond 512 samples after the frame's end is what
-folds, which is below 1e-4 of the peak for poles of radius <= 0.98 (formant
-bandwidths >= 100 Hz). See ``tests/test_sf.py``.
+beyond ``n_fft`` samples folded back (time aliasing); with ``n_fft = 1024``, a
+512-sample frame and the 64-sample delay, the tail beyond 448 samples after the
+frame's end is what folds, which is about 1e-4 of the peak for poles of radius
+<= 0.98 (formant bandwidths >= 100 Hz). See ``tests/test_sf.py``.
 """
 from __future__ import annotations
 
@@ -41,9 +47,15 @@ HOP = 256
 N_FFT = 1024
 """Frequency grid of the per-frame filtering: a 512-sample frame zero-padded to twice its length."""
 SLOPE_CORNER_HZ = 200.0
-NOISE_DELAY = 64
-"""The zero-phase noise-band filter is delayed by this many samples so that its impulse response
-(a few dozen samples either side of zero) does not wrap around the frame buffer."""
+"""The source slope is flat below this frequency (the published model's ``f_ref_source_spec``)."""
+SLOPE_DB_PER_OCTAVE = 6.0
+"""... and falls by this many dB per octave above it (the published model's ``harmonic_roll_off``)."""
+SLOPE_HALF_TAPS = 64
+"""The source slope is a zero-phase FIR filter of 2 * 64 + 1 taps (Hann-windowed design), as long as the
+128-tap linear-phase filter of the published code (DDSP's ``frequency_filter`` on 65 magnitudes)."""
+FRAME_DELAY = 64
+"""Every synthesis frame sits this many samples into its FFT buffer, so that the zero-phase slope and
+noise-band filters (at most +-64 samples) do not wrap around; the overlap-add removes the delay."""
 LOG_EPS = 1e-7
 SYNTH_CHUNK_FRAMES = 2048
 """Frames synthesised together: voices are processed in chunks of about this many frames so that the
@@ -227,18 +239,44 @@ def lsf_to_lpc(lsf: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- excitation
 
-def slope_response(sr: int, n_fft: int = N_FFT, corner_hz: float = SLOPE_CORNER_HZ,
-                   device=None) -> torch.Tensor:
-    """The fixed glottal slope: a one-pole low-pass, flat below ``corner_hz``, -6 dB/octave above.
+def slope_magnitude(freqs_hz: torch.Tensor, corner_hz: float = SLOPE_CORNER_HZ,
+                    db_per_octave: float = SLOPE_DB_PER_OCTAVE) -> torch.Tensor:
+    """The published source slope |S(f)|: 1 up to ``corner_hz``, -``db_per_octave`` dB per octave above.
 
-    (1 - p) / (1 - p z^-1) with p = exp(-2 pi corner / sr); unit gain at DC.
-    Its impulse response decays as p^n (1e-4 after ~120 samples at 200 Hz), so
-    the frame-wise frequency-domain product does not alias.
+    |S(f)| = 10 ** (-db_per_octave / 20 * log2(f / corner)) for f > corner (Schulze-Forster et al.
+    2023, Sec. III; code: ``slope_frequency_response`` with ``harmonic_roll_off`` 6 and
+    ``f_ref_source_spec`` 200 in the published model's configuration).
     """
-    p = math.exp(-2 * math.pi * corner_hz / sr)
-    w = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=device) * 2 * math.pi / n_fft
-    resp = (1 - p) / (1 - p * torch.exp(-1j * w))
-    return resp.to(torch.complex64)
+    ratio = (freqs_hz / corner_hz).clamp_min(1.0)
+    return ratio ** (-db_per_octave / (20 * math.log10(2)))
+
+
+def slope_taps(sr: int, corner_hz: float = SLOPE_CORNER_HZ, db_per_octave: float = SLOPE_DB_PER_OCTAVE,
+               half_taps: int = SLOPE_HALF_TAPS, design_fft: int = 4096) -> torch.Tensor:
+    """Zero-phase FIR taps h[-M..M] (float64, M = ``half_taps``) realising :func:`slope_magnitude`.
+
+    Window design: the ideal zero-phase impulse response (inverse FFT of the magnitude on a
+    ``design_fft``-point grid) cut to +-M samples by a Hann window, as DDSP's
+    ``frequency_impulse_response`` does for the published model. With M = 64 at 16 kHz the response is
+    within 1 dB of the ideal everywhere and within 0.5 dB above 400 Hz (tests/test_sf.py).
+    """
+    freqs = torch.arange(design_fft // 2 + 1, dtype=torch.float64) * sr / design_fft
+    ideal = torch.fft.irfft(slope_magnitude(freqs, corner_hz, db_per_octave), n=design_fft)
+    k = torch.arange(-half_taps, half_taps + 1)
+    window = 0.5 * (1 + torch.cos(math.pi * k.double() / (half_taps + 1)))
+    return ideal[k % design_fft] * window
+
+
+def slope_response(sr: int, n_fft: int = N_FFT, corner_hz: float = SLOPE_CORNER_HZ,
+                   db_per_octave: float = SLOPE_DB_PER_OCTAVE, device=None) -> torch.Tensor:
+    """The source slope on the n_fft // 2 + 1 bins (real, zero phase: the taps are symmetric), float32."""
+    taps = slope_taps(sr, corner_hz, db_per_octave)
+    half = (len(taps) - 1) // 2
+    if 2 * half + WIN > n_fft or half > FRAME_DELAY:
+        raise ValueError(f"a {len(taps)}-tap slope filter does not fit a {n_fft}-point frame buffer")
+    circular = torch.zeros(n_fft, dtype=torch.float64)
+    circular[torch.arange(-half, half + 1) % n_fft] = taps
+    return torch.fft.rfft(circular).real.to(torch.float32).to(device)
 
 
 def _fill_unvoiced(f0: torch.Tensor) -> torch.Tensor:
@@ -311,14 +349,18 @@ def noise_frames(shape: tuple[int, ...], n_samples: int, generator: torch.Genera
 
 @torch.no_grad()
 def excitation_spectra(f0: torch.Tensor, n_samples: int, sr: int, n_harmonics: int = 101,
-                       generator: torch.Generator | None = None, n_fft: int = N_FFT
+                       generator: torch.Generator | None = None, n_fft: int = N_FFT,
+                       slope_corner_hz: float = SLOPE_CORNER_HZ, slope_db_per_octave: float = SLOPE_DB_PER_OCTAVE
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """The parameter-free parts of the synthesis, per frame on the n_fft grid (complex64).
 
-    Returns (slope-filtered harmonic spectra, delayed white-noise spectra), both
-    [..., L, n_fft // 2 + 1].
+    Returns (slope-filtered harmonic spectra, white-noise spectra), both
+    [..., L, n_fft // 2 + 1] and both delayed by ``FRAME_DELAY`` samples in
+    their buffers (see the module docstring).
     """
-    slope = slope_response(sr, n_fft, device=f0.device)
+    bins = torch.arange(n_fft // 2 + 1, device=f0.device, dtype=torch.float64)
+    delay = torch.exp(-2j * math.pi * bins * FRAME_DELAY / n_fft).to(torch.complex64)
+    slope = slope_response(sr, n_fft, slope_corner_hz, slope_db_per_octave, device=f0.device) * delay
     flat = f0.reshape(-1, f0.shape[-1])
     L = n_frames(n_samples)
     harm = torch.empty(flat.shape[0], L, n_fft // 2 + 1, dtype=torch.complex64, device=f0.device)
@@ -327,8 +369,6 @@ def excitation_spectra(f0: torch.Tensor, n_samples: int, sr: int, n_harmonics: i
         frames = harmonic_frames(flat[v:v + step], n_samples, sr, n_harmonics)
         torch.mul(torch.fft.rfft(frames, n=n_fft, dim=-1), slope, out=harm[v:v + step])
     noise = torch.fft.rfft(noise_frames(tuple(f0.shape[:-1]), n_samples, generator, f0.device), n=n_fft, dim=-1)
-    bins = torch.arange(n_fft // 2 + 1, device=f0.device, dtype=torch.float64)
-    delay = torch.exp(-2j * math.pi * bins * NOISE_DELAY / n_fft).to(torch.complex64)
     return harm.reshape(*f0.shape[:-1], L, -1), noise.mul_(delay)
 
 
@@ -386,8 +426,10 @@ class _VoiceSignals(torch.autograd.Function):
         step = max(1, SYNTH_CHUNK_FRAMES // L)
         for v in range(0, lsf.shape[0], step):
             sl = slice(v, v + step)
-            # adjoint of overlap-add (frame l starts at sample 256 l - 256) and of the inverse FFT
-            buffer = F.pad(grad_out[sl], (WIN // 2, (L + 3) * HOP - WIN // 2 - grad_out.shape[-1]))
+            # adjoint of overlap-add (frame l's buffer starts at sample 256 l - 256 - FRAME_DELAY) and of
+            # the inverse FFT
+            start = WIN // 2 + FRAME_DELAY
+            buffer = F.pad(grad_out[sl], (start, (L + 3) * HOP - start - grad_out.shape[-1]))
             grad_y = torch.fft.rfft(buffer.unfold(-1, n_fft, HOP)[:, :L], n=n_fft).mul_(gain)
             p, q = _lsf_products(lsf[sl], n_fft)
             inv_a = _inverse_from_products(p, q, order)
@@ -444,17 +486,18 @@ def overlap_add_span(frames: torch.Tensor, hop: int, min_length: int = 0) -> tor
     return out.reshape(*lead, blocks * hop)
 
 
-def overlap_add(frames: torch.Tensor, n_samples: int) -> torch.Tensor:
+def overlap_add(frames: torch.Tensor, n_samples: int, delay: int = 0) -> torch.Tensor:
     """Overlap-add synthesis frames [..., L, n] (n a multiple of HOP) at hop 256; cut to the signal span.
 
-    Frame l's first sample sits at sample l * 256 - 256 of the signal.
+    Frame l's first sample sits at sample l * 256 - 256 - ``delay`` of the signal.
     """
-    return overlap_add_span(frames, HOP)[..., WIN // 2:WIN // 2 + n_samples]
+    return overlap_add_span(frames, HOP)[..., WIN // 2 + delay:WIN // 2 + delay + n_samples]
 
 
 def frames_to_signal(spectra: torch.Tensor, n_samples: int, n_fft: int = N_FFT) -> torch.Tensor:
-    """Per-frame spectra -> time signal [..., n_samples] by inverse FFT and overlap-add."""
-    return overlap_add(torch.fft.irfft(spectra, n=n_fft, dim=-1), n_samples)
+    """Per-frame spectra (delayed by ``FRAME_DELAY`` in their buffers) -> time signal [..., n_samples]
+    by inverse FFT and overlap-add."""
+    return overlap_add(torch.fft.irfft(spectra, n=n_fft, dim=-1), n_samples, FRAME_DELAY)
 
 
 # ----------------------------------------------------------------------------- loss

@@ -31,12 +31,35 @@ class Architecture:
     n_harmonics: int = 101
     filter_order: int = 20
     noise_bands: int = 40
-    lsf_min_gap_hz: float = 50.0
+    lsf_min_gap_hz: float = 0.0
+    """Minimum spacing of neighbouring LSFs; 0 = none, as published (``lsf_activation``)."""
+    noise_gain_max: float = 1.0
+    """Ceiling of the per-frame noise gain (published: ``exp_sigmoid(., max_value=1)``)."""
+    slope_corner_hz: float = sf_dsp.SLOPE_CORNER_HZ
+    """The fixed source slope is flat below this frequency (published: 200 Hz) ..."""
+    slope_db_per_octave: float = sf_dsp.SLOPE_DB_PER_OCTAVE
+    """... and falls by this many dB per octave above it (published: 6). Applied by the excitation
+    spectra (``sf_dsp.excitation_spectra``); recorded here so that a checkpoint names the signal model."""
     encoder_fft: int = 512
     sample_rate: int = 16000
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> "Architecture":
+        """The architecture a checkpoint recorded, refusing one that lacks a current field or has an unknown one.
+
+        A field missing from an older checkpoint would otherwise take today's default silently, and the
+        weights would be run under a signal model they were not trained with. Raises ValueError naming
+        the fields.
+        """
+        fields = set(cls().to_dict())
+        missing, unknown = sorted(fields - set(stored)), sorted(set(stored) - fields)
+        if missing or unknown:
+            raise ValueError(f"architecture fields missing {missing} / unknown {unknown}: "
+                             "the checkpoint was written by another version of the sf model; retrain it")
+        return cls(**stored)
 
 
 def scale_f0(f0: torch.Tensor) -> torch.Tensor:
@@ -114,14 +137,36 @@ class MLP(nn.Sequential):
         return z
 
 
+class ExcerptNorm(nn.Module):
+    """Normalisation over a whole excerpt's log-spectrogram with a learned scale and shift per frequency.
+
+    y[b, t, f] = (x[b, t, f] - mean_b) / sqrt(var_b + eps) * scale[f] + shift[f], with mean_b and the
+    (biased) variance var_b over all frames and bins of example b: the published encoder's
+    ``CustomLayerNorm`` on the [batch, bins, frames, 1] spectrogram (schufo/umss,
+    network_components.py; eps 1e-5). Unlike a per-frame layer norm it keeps the loudness envelope
+    over time, which the decoder needs for the amplitudes.
+    """
+
+    def __init__(self, bins: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(bins))
+        self.shift = nn.Parameter(torch.zeros(bins))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, frames, bins] -> the same shape."""
+        var, mean = torch.var_mean(x, dim=(-2, -1), keepdim=True, correction=0)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.scale + self.shift
+
+
 class Encoder(nn.Module):
-    """Log-magnitude STFT -> per-frequency layer norm -> GRUs (residual after the first) -> embedding."""
+    """Log-magnitude STFT -> excerpt-wide normalisation -> GRUs (residual after the first) -> embedding."""
 
     def __init__(self, arch: Architecture):
         super().__init__()
         self.n_fft = arch.encoder_fft
         bins = self.n_fft // 2 + 1
-        self.norm = nn.LayerNorm(bins)
+        self.norm = ExcerptNorm(bins)
         self.grus = nn.ModuleList(nn.GRU(bins if i == 0 else arch.encoder_hidden, arch.encoder_hidden,
                                          batch_first=True) for i in range(arch.encoder_layers))
         self.out = nn.Linear(arch.encoder_hidden, arch.embedding)
@@ -233,6 +278,7 @@ class Decoder(nn.Module):
         self.out_mlp = MLP(width, width, arch.mlp_layers)
         self.frame_head = nn.Linear(width, 2 + arch.filter_order + 1)
         self.band_head = nn.Linear(width, arch.noise_bands)
+        self.noise_gain_max = arch.noise_gain_max
 
     def forward(self, embedding: torch.Tensor, f0: torch.Tensor) -> dict[str, torch.Tensor]:
         """embedding [B, L, E], f0 [B, J, L] Hz -> controls per voice ([B, J, L] ..., bands [B, J, n_bands]).
@@ -252,9 +298,10 @@ class Decoder(nn.Module):
         frames = frames.transpose(0, 1).reshape(B, J, L, -1)
         bands = self.band_head(hidden[-1]).float().reshape(B, J, -1)
         return {"amplitude": sf_dsp.exp_sigmoid(frames[..., 0]),
-                "noise_gain": sf_dsp.exp_sigmoid(frames[..., 1]),
+                "noise_gain": sf_dsp.exp_sigmoid(frames[..., 1], max_value=self.noise_gain_max),
                 "lsf_gaps": sf_dsp.exp_sigmoid(frames[..., 2:]),
-                "noise_bands": sf_dsp.exp_sigmoid(bands)}
+                # the published noise synthesiser scales the band logits by 2.5 (VoiceUnvoicedNoise2)
+                "noise_bands": sf_dsp.exp_sigmoid(2.5 * bands)}
 
 
 class SourceFilterNet(nn.Module):

@@ -10,6 +10,11 @@ et al. (2017): strided 5x5 convolutions with batch norm and leaky ReLU (slope
 0.2) down, transposed convolutions with ReLU (dropout on the first three) up,
 skip connections, a sigmoid mask that multiplies the input magnitude.
 
+``leaky_slope`` 1 reproduces the U-Net behind Schulze-Forster et al.'s numbers
+(config entry ``unet-ref``): the authors' code (schufo/umss, models.py,
+``BaselineUnet``) builds its encoder activations as ``LeakyReLU(True)``, i.e.
+negative slope 1, so its encoder is affine (convolutions and batch norm only).
+
 At test time the network runs once per voice (one batch), and the estimates
 ``S_j`` become ratio masks ``S_j / sum_k S_k`` on the complex mixture STFT, so
 the voices always add up to the mixture.
@@ -239,9 +244,10 @@ class UNet(Method):
         if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
             raise ChoirbenchError(f"methods.unet.params.channels must be a list of positive widths, got {channels!r}")
         leak = self.params["leaky_slope"]
-        if isinstance(leak, bool) or not 0 <= float(leak) < 1:
-            # a published port passes True here, which makes the encoder linear
-            raise ChoirbenchError(f"methods.unet.params.leaky_slope must be a number in [0, 1), got {leak!r}")
+        if isinstance(leak, bool) or not isinstance(leak, (int, float)) or not 0 <= leak <= 1:
+            # the published port passes True here (LeakyReLU(True)), which makes the encoder linear by
+            # accident; slope 1 must be asked for as a number (the `unet-ref` entry does)
+            raise ChoirbenchError(f"methods.unet.params.leaky_slope must be a number in [0, 1], got {leak!r}")
 
     @property
     def uses_isolated_voices(self) -> bool:
