@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -55,7 +56,7 @@ AMIN = 1e-5
 TOP_DB = 80.0
 DEFAULT_THRESHOLD = 0.5
 """Peak threshold the original code uses for Late/Deep (``predict_on_audio.py``, model3)."""
-DEFAULT_BLOCK_S = 30.0
+DEFAULT_BLOCK_S = 45.0
 NET_CONTEXT = 12
 """Frames of time context one output frame depends on (4 convs 5 wide, 2 of 3, 2 of 3: 8+2+2)."""
 CQT_MARGIN = 192
@@ -142,10 +143,12 @@ def _cqt_frames(y: np.ndarray, first: int, stop: int, harmonics=HARMONICS) -> np
     end = min(len(y), (stop + CQT_MARGIN) * HOP)
     segment = y[lo * HOP: end]
     out = np.empty((len(harmonics), N_BINS, stop - first), dtype=np.complex64)
-    for i, h in enumerate(harmonics):
-        C = librosa.cqt(segment, sr=SR, hop_length=HOP, fmin=FMIN_HZ * h, n_bins=N_BINS,
-                        bins_per_octave=BINS_PER_OCTAVE, pad_mode="reflect")
-        out[i] = C[:, first - lo: stop - lo]
+    with warnings.catch_warnings():  # short clips: librosa warns that its FFT exceeds the signal, as 0.8 did
+        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+        for i, h in enumerate(harmonics):
+            C = librosa.cqt(segment, sr=SR, hop_length=HOP, fmin=FMIN_HZ * h, n_bins=N_BINS,
+                            bins_per_octave=BINS_PER_OCTAVE, pad_mode="reflect")
+            out[i] = C[:, first - lo: stop - lo]
     return out
 
 
@@ -271,10 +274,12 @@ class _Conv:
             acc = torch.matmul(spec, self.taps[left])
             for dt, tap in enumerate(self.taps):  # out[t] += tap_dt(spec)[t + dt - left], zero outside
                 shift = dt - left
-                if shift > 0:
-                    acc[:, :n_frames - shift].baddbmm_(spec[:, shift:], tap)
-                elif shift < 0:
-                    acc[:, -shift:].baddbmm_(spec[:, :n_frames + shift], tap)
+                if shift:  # a full product then a shifted add: in-place GEMM into a view is slow in torch
+                    prod = torch.matmul(spec, tap)
+                    if shift > 0:
+                        acc[:, :n_frames - shift] += prod[:, shift:]
+                    else:
+                        acc[:, -shift:] += prod[:, :n_frames + shift]
             out = scipy.fft.irfft(acc.numpy().view(np.complex64), n=self.n_fft, axis=0, workers=workers)
             out = torch.from_numpy(out[self.offset: self.offset + n_bins])
             return out.add_(self.bias)
