@@ -29,7 +29,17 @@ local maxima along frequency whose salience is >= a threshold, 0.5 for Late/Deep
 Everything here runs in blocks of frames so that a long recording needs bounded
 memory: the constant-Q filters are at most ~2.6 s long and the network sees
 +-12 frames of time context, so each block is computed with a margin of audio and
-frames around it and the blocks join without seams.
+frames around it and the blocks join without seams (to float rounding). The dB
+reference is the maximum over the whole recording, so a recording longer than one
+block takes a first CQT pass for it. Deliberate deviation: a recording with no
+CQT magnitude above the -100 dB floor gets an all-zero map (the original would
+feed the network a flat 0 dB image).
+
+Speed: ``impl="fast"`` (default) runs channels last and computes the 70x3 and
+360x1 convolutions (85% of the ~0.9 GFLOP per frame of the straightforward port)
+as FFT convolutions along frequency, the products as real matrix products;
+``impl="direct"`` is the straightforward conv2d port, kept as the reference the
+fast path is tested against (equal to ~3e-6). Measured by benchmarks/bench_multif0.py.
 """
 from __future__ import annotations
 
@@ -403,7 +413,7 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
     Parameters: audio [n] samples (any real dtype) at ``sr`` Hz; ``block_s`` seconds of output
     frames computed per block (memory grows with it, the result does not change); ``threads``
     torch threads (None: leave torch's setting); ``impl`` "fast" or "direct" (the reference
-    network, ~20x slower, same map to float rounding: see :class:`LateDeep`).
+    network, several times slower, same map to float rounding: see :class:`LateDeep`).
     Returns a :class:`Salience` on the 22 050 Hz / hop-256 grid (T = n_22050 // 256 frames).
     A recording without any signal (all CQT magnitudes below the -100 dB floor) gets an all-zero
     map. Raises ChoirbenchError for empty, too short, non-finite or multi-channel audio, or a
@@ -411,6 +421,8 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
     """
     if not (isinstance(block_s, (int, float)) and math.isfinite(block_s) and block_s > 0):
         raise ChoirbenchError(f"multi-F0: block_s must be a positive number of seconds, got {block_s!r}")
+    if impl not in ("fast", "direct"):
+        raise ChoirbenchError(f"multi-F0: impl must be 'fast' or 'direct', got {impl!r}")
     y = _prepare_audio(audio, sr)
     n_frames = len(y) // HOP
     block = max(1, int(round(block_s * SR / HOP)))
