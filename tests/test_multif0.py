@@ -10,11 +10,13 @@ from choirbench import ChoirbenchError
 from choirbench.data_prep import multif0
 
 GOLDEN = Path(__file__).with_name("data") / "multif0_golden.npz"
-CHORD_HZ = (523.25, 392.00, 261.63, 130.81)  # C5 G4 C4 C3: one note per part of an SATB chord
+CHORD_HZ = (523.25, 392.00, 329.63, 130.81)  # C5 G4 E4 C3: one note per part of an SATB C major chord
 
 
 def harmonic_chord(f0s, seconds: float, sr: int, *, seed: int = 0, vibrato_cents: float = 0.0) -> np.ndarray:
-    """Sum of harmonic tones (8 partials, 1/k amplitudes, random phases) with short fades."""
+    """Sum of harmonic tones (8 partials, 1/k amplitudes, random phases) with short fades, peak 0.1,
+    over a -60 dB white-noise floor like a microphone's. Without the floor the phase of the empty
+    bins is float rounding, and the network does look at it."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
     out = np.zeros_like(t)
@@ -26,7 +28,8 @@ def harmonic_chord(f0s, seconds: float, sr: int, *, seed: int = 0, vibrato_cents
             if k * f0 < sr / 2 - 500:
                 out += np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k
     fade = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.05)
-    return (0.1 * out * fade / np.max(np.abs(out))).astype(np.float32)
+    out = 0.1 * out * fade / np.max(np.abs(out)) + 1e-4 * rng.standard_normal(len(t))
+    return out.astype(np.float32)
 
 
 def cents(a, b):
@@ -111,12 +114,31 @@ def test_bad_knobs_are_one_line_errors(chord_salience):
 
 
 def test_blocks_join_without_seams():
-    """Blocks of 1 s (with their margins) give the map of one pass over the whole clip."""
+    """Blocks of 1 s (with their margins) give the map of one pass over the whole clip (to float rounding)."""
     y = harmonic_chord((440.0, 330.0, 220.0, 110.0), 4.0, 22_050, seed=3, vibrato_cents=40.0)
     whole = multif0.salience(y, 22_050, block_s=60.0)
     blocked = multif0.salience(y, 22_050, block_s=1.0)
     np.testing.assert_array_equal(whole.times_s, blocked.times_s)
-    assert np.max(np.abs(whole.map - blocked.map)) < 2e-3
+    # a seam (a block edge without its margins) moves the map by 0.1-0.3 near the edge; float
+    # rounding in the CQT of a different segment moves the phase of the quietest bins a little
+    assert np.max(np.abs(whole.map - blocked.map)) < 5e-3
+    _, a = multif0.peaks(whole)
+    _, b = multif0.peaks(blocked)
+    assert np.mean([np.array_equal(x, y) for x, y in zip(a, b)]) > 0.99
+
+
+def test_fast_network_equals_the_straightforward_port():
+    """FFT convolutions along frequency, channels last: the same map as conv2d on every layer."""
+    import torch
+
+    y = harmonic_chord((493.88, 392.0, 293.66, 196.0), 1.0, 22_050, seed=5, vibrato_cents=30.0)
+    mag, dphase, _ = multif0.hcqt(y, 22_050)
+    model = multif0.LateDeep()
+    args = torch.from_numpy(mag[..., 10:70].copy()), torch.from_numpy(dphase[..., 10:70].copy())
+    fast, direct = model(*args, impl="fast"), model(*args, impl="direct")
+    assert fast.shape == direct.shape == (360, 60)
+    assert float(direct.max()) > 0.5  # the chord is found, so the comparison is not between two blanks
+    assert float((fast - direct).abs().max()) < 1e-4
 
 
 def golden_clip() -> tuple[np.ndarray, int]:

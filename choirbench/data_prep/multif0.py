@@ -29,12 +29,23 @@ local maxima along frequency whose salience is >= a threshold, 0.5 for Late/Deep
 Everything here runs in blocks of frames so that a long recording needs bounded
 memory: the constant-Q filters are at most ~2.6 s long and the network sees
 +-12 frames of time context, so each block is computed with a margin of audio and
-frames around it and the blocks join without seams.
+frames around it and the blocks join without seams (to float rounding). The dB
+reference is the maximum over the whole recording, so a recording longer than one
+block takes a first CQT pass for it. Deliberate deviation: a recording with no
+CQT magnitude above the -100 dB floor gets an all-zero map (the original would
+feed the network a flat 0 dB image).
+
+Speed: ``impl="fast"`` (default) runs channels last and computes the 70x3 and
+360x1 convolutions (85% of the ~0.9 GFLOP per frame of the straightforward port)
+as FFT convolutions along frequency, the products as real matrix products;
+``impl="direct"`` is the straightforward conv2d port, kept as the reference the
+fast path is tested against (equal to ~3e-6). Measured by benchmarks/bench_multif0.py.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -55,7 +66,7 @@ AMIN = 1e-5
 TOP_DB = 80.0
 DEFAULT_THRESHOLD = 0.5
 """Peak threshold the original code uses for Late/Deep (``predict_on_audio.py``, model3)."""
-DEFAULT_BLOCK_S = 30.0
+DEFAULT_BLOCK_S = 45.0
 NET_CONTEXT = 12
 """Frames of time context one output frame depends on (4 convs 5 wide, 2 of 3, 2 of 3: 8+2+2)."""
 CQT_MARGIN = 192
@@ -142,10 +153,12 @@ def _cqt_frames(y: np.ndarray, first: int, stop: int, harmonics=HARMONICS) -> np
     end = min(len(y), (stop + CQT_MARGIN) * HOP)
     segment = y[lo * HOP: end]
     out = np.empty((len(harmonics), N_BINS, stop - first), dtype=np.complex64)
-    for i, h in enumerate(harmonics):
-        C = librosa.cqt(segment, sr=SR, hop_length=HOP, fmin=FMIN_HZ * h, n_bins=N_BINS,
-                        bins_per_octave=BINS_PER_OCTAVE, pad_mode="reflect")
-        out[i] = C[:, first - lo: stop - lo]
+    with warnings.catch_warnings():  # short clips: librosa warns that its FFT exceeds the signal, as 0.8 did
+        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+        for i, h in enumerate(harmonics):
+            C = librosa.cqt(segment, sr=SR, hop_length=HOP, fmin=FMIN_HZ * h, n_bins=N_BINS,
+                            bins_per_octave=BINS_PER_OCTAVE, pad_mode="reflect")
+            out[i] = C[:, first - lo: stop - lo]
     return out
 
 
@@ -271,10 +284,12 @@ class _Conv:
             acc = torch.matmul(spec, self.taps[left])
             for dt, tap in enumerate(self.taps):  # out[t] += tap_dt(spec)[t + dt - left], zero outside
                 shift = dt - left
-                if shift > 0:
-                    acc[:, :n_frames - shift].baddbmm_(spec[:, shift:], tap)
-                elif shift < 0:
-                    acc[:, -shift:].baddbmm_(spec[:, :n_frames + shift], tap)
+                if shift:  # a full product then a shifted add: in-place GEMM into a view is slow in torch
+                    prod = torch.matmul(spec, tap)
+                    if shift > 0:
+                        acc[:, :n_frames - shift] += prod[:, shift:]
+                    else:
+                        acc[:, -shift:] += prod[:, :n_frames + shift]
             out = scipy.fft.irfft(acc.numpy().view(np.complex64), n=self.n_fft, axis=0, workers=workers)
             out = torch.from_numpy(out[self.offset: self.offset + n_bins])
             return out.add_(self.bias)
@@ -398,7 +413,7 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
     Parameters: audio [n] samples (any real dtype) at ``sr`` Hz; ``block_s`` seconds of output
     frames computed per block (memory grows with it, the result does not change); ``threads``
     torch threads (None: leave torch's setting); ``impl`` "fast" or "direct" (the reference
-    network, ~20x slower, same map to float rounding: see :class:`LateDeep`).
+    network, several times slower, same map to float rounding: see :class:`LateDeep`).
     Returns a :class:`Salience` on the 22 050 Hz / hop-256 grid (T = n_22050 // 256 frames).
     A recording without any signal (all CQT magnitudes below the -100 dB floor) gets an all-zero
     map. Raises ChoirbenchError for empty, too short, non-finite or multi-channel audio, or a
@@ -406,6 +421,8 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
     """
     if not (isinstance(block_s, (int, float)) and math.isfinite(block_s) and block_s > 0):
         raise ChoirbenchError(f"multi-F0: block_s must be a positive number of seconds, got {block_s!r}")
+    if impl not in ("fast", "direct"):
+        raise ChoirbenchError(f"multi-F0: impl must be 'fast' or 'direct', got {impl!r}")
     y = _prepare_audio(audio, sr)
     n_frames = len(y) // HOP
     block = max(1, int(round(block_s * SR / HOP)))

@@ -1,0 +1,117 @@
+"""Speed and memory of the Late/Deep multi-F0 salience (choirbench.data_prep.multif0).
+
+Measures, in one run on the same deterministic test signal (a 4-voice choir-like texture: harmonic
+tones with vibrato changing notes every 0.4-1.2 s over a -60 dB noise floor, 16 kHz):
+
+* real-time factor (wall seconds / audio seconds) and CPU seconds per audio second of ``salience()``
+  with ``impl="fast"`` (channels last, FFT convolutions along frequency) over ``--seconds`` of audio;
+* the same for the straightforward port (``impl="direct"``: conv2d on every layer) over the first
+  ``--baseline-seconds`` (it is ~5x slower), and how far the two maps differ there (outputs unchanged:
+  max |difference| and the share of frames whose peaks are identical);
+* peak resident memory (ru_maxrss) of a fresh process computing the salience of ``--memory-minutes``
+  of audio, beside that of a process that only imports and loads the model.
+
+Usage (2 cores, as the issue asks)::
+
+    nice python benchmarks/bench_multif0.py --threads 2 --seconds 180 --baseline-seconds 20 --memory-minutes 10
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SR = 16_000
+
+
+def choir_signal(seconds: float, seed: int = 0, sr: int = SR) -> np.ndarray:
+    """Deterministic 4-voice texture: per voice random notes in its range, 8 partials, vibrato."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n, dtype=np.float64)
+    for low, high in ((60, 79), (53, 72), (48, 67), (40, 60)):  # MIDI ranges S, A, T, B
+        f0 = np.empty(n)
+        i = 0
+        while i < n:
+            length = int(rng.uniform(0.4, 1.2) * sr)
+            f0[i: i + length] = 440.0 * 2 ** ((rng.integers(low, high) - 69) / 12)
+            i += length
+        f0 *= 2 ** (0.3 / 12 * np.sin(2 * np.pi * rng.uniform(4.5, 6) * np.arange(n) / sr))
+        phase = 2 * np.pi * np.cumsum(f0) / sr
+        for k in range(1, 9):
+            out += np.sin(k * phase) / k * (k * f0 < sr / 2 - 200)
+    out = 0.1 * out / np.max(np.abs(out)) + 1e-4 * rng.standard_normal(n)
+    return out.astype(np.float32)
+
+
+def timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def memory_child(minutes: float, threads: int, compute: bool) -> dict:
+    import resource
+
+    from choirbench.data_prep import multif0
+
+    multif0._model()
+    audio = choir_signal(minutes * 60) if compute else None
+    if compute:
+        multif0.salience(audio, SR, threads=threads)
+    return {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--baseline-seconds", type=float, default=20.0)
+    parser.add_argument("--memory-minutes", type=float, default=10.0, help="0: skip the memory measurement")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:  # memory probe in a fresh process
+        minutes, compute = args.child.split(",")
+        print(json.dumps(memory_child(float(minutes), args.threads, compute == "1")))
+        return 0
+
+    import torch
+
+    from choirbench.data_prep import multif0
+
+    torch.set_num_threads(args.threads)
+    multif0._model()
+    audio = choir_signal(args.seconds)
+    multif0.salience(audio[: SR * 2], SR, threads=args.threads)  # warm-up: librosa filters, allocator
+    fast, wall, cpu = timed(lambda: multif0.salience(audio, SR, threads=args.threads))
+    print(f"fast     {args.seconds:6.0f} s audio: wall {wall:7.1f} s  RTF {wall / args.seconds:.3f}  "
+          f"CPU {cpu / args.seconds:.3f} s per audio s  ({args.threads} threads)", flush=True)
+    part = audio[: int(args.baseline_seconds * SR)]
+    base, bwall, bcpu = timed(lambda: multif0.salience(part, SR, threads=args.threads, impl="direct"))
+    again, fwall, fcpu = timed(lambda: multif0.salience(part, SR, threads=args.threads))
+    print(f"direct   {args.baseline_seconds:6.0f} s audio: wall {bwall:7.1f} s  RTF {bwall / args.baseline_seconds:.3f}  "
+          f"CPU {bcpu / args.baseline_seconds:.3f} s per audio s", flush=True)
+    print(f"fast     {args.baseline_seconds:6.0f} s audio: wall {fwall:7.1f} s  RTF {fwall / args.baseline_seconds:.3f}  "
+          f"CPU {fcpu / args.baseline_seconds:.3f} s per audio s", flush=True)
+    print(f"speed-up fast vs direct on the same audio: wall x{bwall / fwall:.1f}, CPU x{bcpu / fcpu:.1f}")
+    diff = np.abs(base.map - again.map)
+    _, pb = multif0.peaks(base)
+    _, pf = multif0.peaks(again)
+    same = np.mean([np.array_equal(a, b) for a, b in zip(pb, pf)])
+    print(f"outputs: max |fast - direct| = {diff.max():.2e}, frames with identical peaks {same:.4f}")
+    if args.memory_minutes > 0:
+        for minutes, compute in ((args.memory_minutes, "0"), (args.memory_minutes, "1")):
+            out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child",
+                                  f"{minutes},{compute}"], capture_output=True, text=True, check=True)
+            rss = json.loads(out.stdout.strip().splitlines()[-1])["max_rss_mb"]
+            what = f"salience of {minutes:g} min" if compute == "1" else "import + model only"
+            print(f"peak RSS, {what}: {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
