@@ -118,6 +118,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the slow fp32 paper step")
     opts = parser.parse_args()
     started = time.perf_counter()
+    import platform
+
+    import torch
+
+    # the figures depend on the torch build (kernels, allocator, autocast paths): always say which
+    print(f"torch {torch.__version__}, Python {platform.python_version()}, {opts.threads} threads")
 
     print("== synthesiser alone (forward + backward), batch 2 x J 4 x 4 s, 1 thread ==")
     ref = run({"kind": "synth_ref", "batch": 2, "threads": 1})
