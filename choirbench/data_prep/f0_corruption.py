@@ -262,5 +262,4 @@ def _flip_voicing(track: np.ndarray, hit: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["DEFAULT_SEGMENT", "F0_CEIL_HZ", "F0_FLOOR_HZ", "KINDS", "Corruption", "corrupt_f0", "excerpt_seed",
-           "grid_specs",
-           "parse_corruption", "study_excerpts"]
+           "grid_specs", "parse_corruption", "study_excerpts"]
