@@ -81,7 +81,8 @@ def test_breaking_points_walk_away_from_zero(tables):
     assert set(breaks["method"]) == {"sf-a", "sf-b"}                 # baselines and bounds get no row
     same, true = "same F0 errors", "true F0"
     # sf-a: 8 > 4 at -30 (beyond the grid); 5 > 4 at +30, 1 < 2 at +60 -> stops at +60
-    assert np.isnan(got["sf-a", "offset_hz", "-", same].stops_at) and got["sf-a", "offset_hz", "-", same].grid_end == -30
+    minus = got["sf-a", "offset_hz", "-", same]
+    assert np.isnan(minus.stops_at) and minus.grid_end == -30
     assert got["sf-a", "offset_hz", "+", same].stops_at == 60
     # against the baselines with the true F0 (6 dB): 5 dB at +30 no longer beats them
     assert got["sf-a", "offset_hz", "+", true].stops_at == 30

@@ -58,7 +58,8 @@ F0_FLOOR_HZ = 20.0
 F0_CEIL_HZ = SAMPLE_RATE / 2
 MAX_OCTAVES = 3
 
-_EXAMPLES = "none, offset_hz:+12, offset_cents:-50, octave:+1@0.2, missing:0.3, voicing:0.1 (optional ~S segment length)"
+_EXAMPLES = ("none, offset_hz:+12, offset_cents:-50, octave:+1@0.2, missing:0.3, voicing:0.1 "
+             "(optional ~S segment length)")
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _PATTERNS = {
     "none": re.compile(r""),
@@ -260,5 +261,5 @@ def _flip_voicing(track: np.ndarray, hit: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["DEFAULT_SEGMENT", "F0_CEIL_HZ", "F0_FLOOR_HZ", "KINDS", "Corruption", "corrupt_f0", "excerpt_seed", "grid_specs",
-           "parse_corruption", "study_excerpts"]
+__all__ = ["DEFAULT_SEGMENT", "F0_CEIL_HZ", "F0_FLOOR_HZ", "KINDS", "Corruption", "corrupt_f0", "excerpt_seed",
+           "grid_specs", "parse_corruption", "study_excerpts"]

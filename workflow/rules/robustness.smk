@@ -122,7 +122,8 @@ if ROBUSTNESS_CORRUPTIONS:
         shell:
             "choirbench separate-set --data results/data/{wildcards.dataset} --examples {input.examples} "
             "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} "
-            "--f0-corruption {params.specs} --corruption-seed {params.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+            "--f0-corruption {params.specs} --corruption-seed {params.seed} "
+            "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
     rule robustness_evaluate:
