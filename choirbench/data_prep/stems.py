@@ -164,20 +164,12 @@ def load_stem(path: Path) -> np.ndarray:
 def mixture_f0(mixture: np.ndarray, parts: list[str], n_frames: int) -> dict[str, np.ndarray]:
     """Hook for ``f0: mixture``: one F0 track per part estimated from the mix (16 kHz, [N]).
 
-    Expects ``choirbench.data_prep.voice_assignment.mixture_f0(mixture, sr, parts, n_frames)`` ->
-    {part: F0 [n_frames] Hz, 0 = unvoiced} (multi-F0 salience, then voice assignment; issue 11).
-    Until that step exists, ``f0: mixture`` is refused with the alternatives.
+    Calls :func:`choirbench.data_prep.voice_assignment.mixture_f0` (multi-F0 salience of Cuesta et
+    al. 2020, then voice assignment with the default ``f0_mixture`` knobs; issue 11).
     """
-    try:
-        from choirbench.data_prep import voice_assignment
-    except ImportError:
-        voice_assignment = None
-    estimate = getattr(voice_assignment, "mixture_f0", None)
-    if estimate is None:
-        raise ChoirbenchError("datasets.<name>.f0: 'mixture' needs the voice-assignment step "
-                              "(choirbench.data_prep.voice_assignment.mixture_f0), which this version lacks; "
-                              "use f0: pyin (from the stems) or give an F0 file per stem")
-    tracks = estimate(mixture, SAMPLE_RATE, list(parts), n_frames)
+    from choirbench.data_prep import voice_assignment
+
+    tracks = voice_assignment.mixture_f0(mixture, SAMPLE_RATE, list(parts), n_frames)
     return {part: np.asarray(tracks[part], dtype=np.float64)[:n_frames] for part in parts}
 
 

@@ -371,6 +371,21 @@ def assign_voices(sal, voices: str | tuple[str, ...] = "SATB", params: dict | No
                      for track in f0])
 
 
+def mixture_f0(mixture: np.ndarray, sr: int, parts: list[str], n_frames: int,
+               params: dict | None = None) -> dict[str, np.ndarray]:
+    """{part: F0 [n_frames] Hz, 0 = unvoiced} of the named parts, estimated from their mixture.
+
+    :func:`estimate_f0` with the parts in S, A, T, B order; voiced values below the readers' voiced
+    range (:data:`choirbench.io.F0_MIN_HZ`; the salience grid starts at 32.7 Hz) become unvoiced,
+    so an estimated track obeys the same rule as a track read from a file.
+    """
+    from choirbench.io import F0_MIN_HZ
+
+    voices = "".join(p for p in "SATB" if p in parts)
+    f0 = estimate_f0(mixture, sr, voices, params, n_frames)
+    return {part: np.where(track >= F0_MIN_HZ, track, 0.0) for part, track in zip(voices, f0)}
+
+
 def estimate_f0(audio: np.ndarray, sr: int, voices: str = "SATB", params: dict | None = None,
                 n_frames: int | None = None) -> np.ndarray:
     """Per-voice F0 [J, n_frames] (Hz, 0 = unvoiced) of a mono mixture at any rate.
