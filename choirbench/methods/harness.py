@@ -295,14 +295,16 @@ def separate_file(mixture_path: Path, f0_path: Path | None, entry: dict, checkpo
     Inputs are read by :func:`read_inputs` (every check before anything runs or is written); without
     ``f0_path`` each of ``voices``' F0 is first estimated from the recording, and the log says so.
     """
-    audio, rate, x, f0, names, notes = read_inputs(mixture_path, f0_path, notes_path, min_samples(build(entry)),
+    plain = build(entry)
+    block_s = plain.block_s if block_s is None else block_s
+    overlap_s = plain.overlap_s if overlap_s is None else overlap_s
+    plan_blocks(0, block_s, overlap_s)  # bad knobs fail before the F0 estimate or any work
+    audio, rate, x, f0, names, notes = read_inputs(mixture_path, f0_path, notes_path, min_samples(plain),
                                                    entry["id"], voices=voices, f0_params=f0_params)
     method = load_method(entry, checkpoint)
     if method.needs_references:
         raise ChoirbenchError(f"method {entry['id']!r} needs the true voices and cannot separate a recording")
     peak = float(np.max(np.abs(x))) or 1.0
-    block_s = method.block_s if block_s is None else block_s
-    overlap_s = method.overlap_s if overlap_s is None else overlap_s
     x /= peak  # in place: a long recording is not copied
     voices = separate_blocked(method, x, f0, notes, block_s=block_s, overlap_s=overlap_s, batch_size=batch_size,
                               method_id=entry["id"])
@@ -350,22 +352,23 @@ def fade_in(n: int) -> np.ndarray:
     return np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
 
 
-def crossfade_weights(blocks: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Per block, the weight [stop - start] of its output: 1, fading over each overlap with a neighbour.
+def block_weight(blocks: list[tuple[int, int]], i: int) -> np.ndarray:
+    """The weight [stop - start] of block ``i``'s output: 1, fading over each overlap with a neighbour."""
+    a, b = blocks[i]
+    w = np.ones(b - a, dtype=np.float32)
+    if i > 0:
+        n = blocks[i - 1][1] - a
+        w[:n] = fade_in(n)
+    if i < len(blocks) - 1:
+        n = b - blocks[i + 1][0]
+        w[len(w) - n:] *= (1.0 - fade_in(n)).astype(np.float32)
+    return w
 
-    At every sample the weights of the blocks covering it sum to one (to float rounding).
-    """
-    weights = []
-    for i, (a, b) in enumerate(blocks):
-        w = np.ones(b - a)
-        if i > 0:
-            n = blocks[i - 1][1] - a
-            w[:n] *= fade_in(n)
-        if i < len(blocks) - 1:
-            n = b - blocks[i + 1][0]
-            w[len(w) - n:] *= 1.0 - fade_in(n)
-        weights.append(w)
-    return weights
+
+def crossfade_weights(blocks: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Every block's :func:`block_weight`; at every sample the weights of the blocks covering it sum to one
+    (to float32 rounding)."""
+    return [block_weight(blocks, i) for i in range(len(blocks))]
 
 
 def cut_notes(notes: list[np.ndarray] | None, start_s: float, stop_s: float) -> list[np.ndarray] | None:
@@ -401,7 +404,6 @@ def separate_blocked(method: Method, x: np.ndarray, f0: np.ndarray, notes: list[
     if len(blocks) == 1:
         return check_output(method.separate(x, SAMPLE_RATE, f0, notes), x, J, method_id)
     out = np.zeros((J, len(x)), dtype=np.float32)
-    weights = crossfade_weights(blocks)
 
     def block_f0(a, b):  # a is on the F0 grid: the block's frames are a slice (zero-padded if F0 runs short)
         f = f0[:, a // HOP: a // HOP + (b - a) // HOP]
@@ -424,6 +426,6 @@ def separate_blocked(method: Method, x: np.ndarray, f0: np.ndarray, notes: list[
             voices, _ = method.separate_batch(mixtures, SAMPLE_RATE, f0s, block_notes, parameters=False)
             for i, (a, b), v in zip(group, spans, voices):
                 v = check_output(v, x[a:b], J, method_id)
-                out[:, a:b] += (v * weights[i]).astype(np.float32)
+                out[:, a:b] += v * block_weight(blocks, i)  # weights per block: no [N] array besides the output
             bar.update(len(group))
     return out
