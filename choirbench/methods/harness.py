@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 8
 """Excerpts or blocks per :meth:`Method.separate_batch` call (memory grows with it; results do not change)."""
+BATCH_AUDIO_S = 32.0
+"""Blocks of a long recording are batched only up to this many seconds of audio per call (8 sf blocks of 4 s,
+one U-Net block of 30 s): a batch of long blocks would need the memory blocks are there to save."""
 
 ENTRY_DEFAULTS = {"model": "", "data": "full", "small_fraction": 0.03, "small_seed": 0,
                   "checkpoint_from": None, "params": {}, "train_parts": "SATB", "excerpt_s": 4.0,
@@ -390,7 +393,8 @@ def separate_blocked(method: Method, x: np.ndarray, f0: np.ndarray, notes: list[
     """Voices [J, N] of mixture ``x`` [N] at 16 kHz with F0 [J, T] (16-ms grid), separated block by block.
 
     Blocks come from :func:`plan_blocks`; each gets its slice of the F0 (and notes cut to it),
-    blocks of equal length go through :meth:`Method.separate_batch` ``batch_size`` at a time,
+    blocks of equal length go through :meth:`Method.separate_batch` ``batch_size`` at a time (at most
+    :data:`BATCH_AUDIO_S` seconds of audio per call),
     and each block's voices are added to the output with :func:`crossfade_weights`. Memory is
     that of one batch of blocks plus the output. A method that separates every sample (or STFT
     frame) from its neighbourhood alone gives the whole-file output away from the joins; one with
@@ -409,10 +413,11 @@ def separate_blocked(method: Method, x: np.ndarray, f0: np.ndarray, notes: list[
         f = f0[:, a // HOP: a // HOP + (b - a) // HOP]
         return np.pad(f, ((0, 0), (0, (b - a) // HOP - f.shape[-1])))
 
+    per_call = max(1, min(int(batch_size), int(BATCH_AUDIO_S * SAMPLE_RATE // (blocks[0][1] - blocks[0][0]))))
     groups: list[list[int]] = []
-    for i, (a, b) in enumerate(blocks):  # consecutive blocks of one length, batch_size at a time
+    for i, (a, b) in enumerate(blocks):  # consecutive blocks of one length, per_call at a time
         first = blocks[groups[-1][0]] if groups else None
-        if first is not None and len(groups[-1]) < max(1, int(batch_size)) and first[1] - first[0] == b - a:
+        if first is not None and len(groups[-1]) < per_call and first[1] - first[0] == b - a:
             groups[-1].append(i)
         else:
             groups.append([i])

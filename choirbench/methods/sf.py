@@ -265,19 +265,29 @@ class SourceFilter(Method):
             raise ChoirbenchError(f"sf output must be one of {OUTPUTS}, got {output!r}")
         mix, controls, voices = self._infer(mixtures, sr, f0s)
         if output == "masking":
-            voices = torch.stack([self._mask(m, v) for m, v in zip(mix, voices)])
+            voices = self._mask(mix, voices)
         return voices.cpu().numpy().astype(np.float32), controls
 
     @torch.no_grad()
     def _mask(self, mix: torch.Tensor, voices: torch.Tensor) -> torch.Tensor:
-        """M_j = |S_j|^p / sum_k |S_k|^p applied to the mixture's STFT (one batched torch STFT: the fastest here)."""
+        """M_j = |S_j|^p / sum_k |S_k|^p applied to the mixture's STFT: mix [B, N], voices [B, J, N] -> [B, J, N].
+
+        One torch STFT of all B (J + 1) signals and one inverse of all B J masked spectra (the fastest here);
+        |S|^p from the squared magnitude (no complex abs).
+        """
         n_fft, hop = self.params["mask_fft"], self.params["mask_hop"]
+        B, J, N = voices.shape
         window = sf_dsp.hann(n_fft, mix.device)
-        specs = torch.stft(torch.cat([mix[None], voices]), n_fft, hop, window=window, return_complex=True)
-        mags = specs[1:].abs() ** self.params["mask_power"]
-        total = mags.sum(0, keepdim=True)
-        masks = torch.where(total > 1e-12, mags / total.clamp_min(1e-12), torch.full_like(mags, 1.0 / len(mags)))
-        return torch.istft(masks * specs[:1], n_fft, hop, window=window, length=mix.shape[-1])
+        specs = torch.stft(torch.cat([mix[:, None], voices], 1).reshape(B * (J + 1), N), n_fft, hop, window=window,
+                           return_complex=True).reshape(B, J + 1, n_fft // 2 + 1, -1)
+        power = torch.view_as_real(specs[:, 1:]).square().sum(-1)
+        p = self.params["mask_power"]
+        mags = power if p == 2 else power.pow(p / 2)
+        total = mags.sum(1, keepdim=True)
+        masks = torch.where(total > 1e-12, mags / total.clamp_min(1e-12), torch.full_like(mags, 1.0 / J))
+        out = torch.istft((masks * specs[:, :1]).reshape(B * J, *specs.shape[-2:]), n_fft, hop, window=window,
+                          length=N)
+        return out.reshape(B, J, N)
 
     @torch.no_grad()
     def export_parameters(self, mixture, sr, f0) -> dict[str, np.ndarray]:
