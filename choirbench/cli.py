@@ -171,7 +171,8 @@ def cmd_separate(args) -> None:
     for path in separate_file(Path(args.mixture), Path(args.f0) if args.f0 else None, entry,
                               Path(args.checkpoint) if args.checkpoint else None, Path(args.out),
                               Path(args.notes) if args.notes else None,
-                              voices=args.voices, f0_params=_f0_mixture_params(args.f0_params_arg, args.assigner)):
+                              voices=args.voices, f0_params=_f0_mixture_params(args.f0_params_arg, args.assigner),
+                              block_s=args.block_s, overlap_s=args.overlap_s, batch_size=args.batch_size):
         print(path)
 
 
@@ -380,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", help="CSV: voice,onset_s,offset_s,midi (optional)")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--block-s", type=float, help="separate a long recording in blocks of this many seconds "
+                   "(default: the method's, e.g. sf 4, nmf 30); memory grows with it")
+    p.add_argument("--overlap-s", type=float, help="seconds by which blocks overlap and cross-fade (default: the method's)")
+    p.add_argument("--batch-size", type=int, default=8, help="blocks per call of a trained model (default 8)")
     p.set_defaults(func=cmd_separate)
 
     p = sub.add_parser("convert-checkpoint", help="rewrite a model.pt of the format before issue 18 (it records no "

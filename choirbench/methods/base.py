@@ -46,6 +46,12 @@ class Method:
     """Trainable methods: the knobs that do not shape the trained weights (output mode, device, checkpoint
     cadence). A trained model loads under an entry that differs from its training entry only in these."""
 
+    block_s: ClassVar[float] = 30.0
+    """Long inputs (``separate_file``) are separated in blocks of this many seconds (see
+    :func:`choirbench.methods.harness.separate_blocked`); a method's default, overridden by ``--block-s``."""
+    overlap_s: ClassVar[float] = 1.0
+    """Seconds by which consecutive blocks overlap; the join is a raised-cosine cross-fade over them."""
+
     def __init__(self, params: dict | None = None, *, device: str = "cpu"):
         self.params = resolve_params(self.defaults, params or {}, where=f"methods.{self.name}.params",
                                      limits=self.limits)
@@ -94,6 +100,25 @@ class Method:
         The harness calls this, so a model computes its controls once for both.
         """
         return self.separate(mixture, sr, f0, notes, **kwargs), None
+
+    def separate_batch(self, mixtures: np.ndarray, sr: int, f0s: np.ndarray,
+                       notes: list[list[np.ndarray] | None] | None = None, *, parameters: bool = True, **kwargs
+                       ) -> tuple[np.ndarray, list[dict[str, np.ndarray] | None]]:
+        """Separate B excerpts of equal length and voice count at once.
+
+        mixtures [B, N] samples at ``sr`` Hz, f0s [B, J, T] Hz on the 16-ms grid, ``notes`` one
+        :meth:`separate` notes argument per excerpt (or None). Returns (voices [B, J, N], one
+        :meth:`separate_with_parameters` parameter dict or None per excerpt; all None when
+        ``parameters`` is False, which spares computing them). This default loops over
+        :meth:`separate_with_parameters`; trained models (sf, unet) override it to run the network on
+        the whole batch, with the same output as the loop (to float rounding).
+        """
+        notes = notes if notes is not None else [None] * len(mixtures)
+        if not parameters:
+            return np.stack([self.separate(m, sr, f, n, **kwargs) for m, f, n in zip(mixtures, f0s, notes)]), \
+                [None] * len(mixtures)
+        out = [self.separate_with_parameters(m, sr, f, n, **kwargs) for m, f, n in zip(mixtures, f0s, notes)]
+        return np.stack([v for v, _ in out]), [p for _, p in out]
 
 
 def register(cls: type[Method]) -> type[Method]:

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,12 @@ from choirbench.methods.checkpoints import read_checkpoint, save_checkpoint, tra
 from choirbench.params import resolve_params
 
 log = logging.getLogger(__name__)
+
+BATCH_SIZE = 8
+"""Excerpts or blocks per :meth:`Method.separate_batch` call (memory grows with it; results do not change)."""
+BATCH_AUDIO_S = 32.0
+"""Blocks of a long recording are batched only up to this many seconds of audio per call (8 sf blocks of 4 s,
+one U-Net block of 30 s): a batch of long blocks would need the memory blocks are there to save."""
 
 ENTRY_DEFAULTS = {"model": "", "data": "full", "small_fraction": 0.03, "small_seed": 0,
                   "checkpoint_from": None, "params": {}, "train_parts": "SATB", "excerpt_s": 4.0,
@@ -178,8 +185,12 @@ def convert_checkpoint(old: Path, new: Path, entry: dict) -> None:
 
 
 def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoint: Path | None,
-                      out_dir: Path, *, f0_corruption: str | None = None, corruption_seed: int = 0) -> None:
+                      out_dir: Path, *, f0_corruption: str | None = None, corruption_seed: int = 0,
+                      batch_size: int = BATCH_SIZE) -> None:
     """Separate every excerpt of a list into ``out_dir/{example_id}/{voice}.wav``.
+
+    Excerpts are read ``batch_size`` at a time and those of equal shape are separated in one
+    :meth:`Method.separate_batch` call (a trained model runs its network once per batch).
 
     ``f0_corruption`` (a spec such as ``offset_hz:+12``, see :mod:`choirbench.data_prep.f0_corruption`)
     corrupts each excerpt's F0 after loading and before the method sees it (robustness study);
@@ -187,15 +198,38 @@ def separate_examples(data_root: Path, examples_csv: Path, entry: dict, checkpoi
     """
     corruption = parse_corruption(f0_corruption) if f0_corruption else None  # a typo fails before any work
     method = load_method(entry, checkpoint)
-    examples = read_examples(examples_csv)
-    for row in tqdm(list(examples.itertuples()), desc=f"separate {entry['id']}", disable=None):
-        ex = load_example(data_root, row, f0_source=entry["f0_source"], excerpt_s=entry["excerpt_s"])
-        if corruption is not None:
-            ex = dataclasses.replace(ex, f0=corruption.apply(ex.f0, excerpt_seed(corruption_seed, ex.example_id)))
-        extra = {"references": ex.voices} if method.needs_references else {}
-        voices, params = method.separate_with_parameters(ex.mixture, ex.sr, ex.f0, ex.notes, **extra)
-        voices = check_output(voices, ex.mixture, len(ex.parts), entry["id"])
-        folder = Path(out_dir) / ex.example_id
+    rows = list(read_examples(examples_csv).itertuples())
+    batch = max(1, int(batch_size))
+    with tqdm(total=len(rows), desc=f"separate {entry['id']}", disable=None) as bar:
+        for start in range(0, len(rows), batch):
+            loaded = []
+            for row in rows[start:start + batch]:
+                ex = load_example(data_root, row, f0_source=entry["f0_source"], excerpt_s=entry["excerpt_s"])
+                if corruption is not None:
+                    ex = dataclasses.replace(ex, f0=corruption.apply(ex.f0, excerpt_seed(corruption_seed,
+                                                                                         ex.example_id)))
+                loaded.append(ex)
+            # excerpts of equal shape (the workflow's lists: equal length, equal J) go through the model together
+            groups: dict[tuple, list] = {}
+            for ex in loaded:
+                groups.setdefault((ex.mixture.shape, ex.f0.shape, method.needs_references), []).append(ex)
+            for group in groups.values():
+                _separate_group(method, group, entry["id"], Path(out_dir))
+            bar.update(len(loaded))
+
+
+def _separate_group(method: Method, group: list, method_id: str, out_dir: Path) -> None:
+    """Separate excerpts of one shape in one :meth:`Method.separate_batch` call and write their voices."""
+    if method.needs_references:  # informed bounds take each excerpt's own true voices
+        results = [method.separate_with_parameters(ex.mixture, ex.sr, ex.f0, ex.notes, references=ex.voices)
+                   for ex in group]
+    else:
+        voices, params = method.separate_batch(np.stack([ex.mixture for ex in group]), group[0].sr,
+                                               np.stack([ex.f0 for ex in group]), [ex.notes for ex in group])
+        results = list(zip(voices, params))
+    for ex, (voices, params) in zip(group, results):
+        voices = check_output(voices, ex.mixture, len(ex.parts), method_id)
+        folder = out_dir / ex.example_id
         for part, audio in zip(ex.parts, voices):
             write_wav(folder / f"{part}.wav", audio, ex.sr)
         if params is not None:
@@ -252,24 +286,151 @@ def read_inputs(mixture_path: Path, f0_path: Path | None, notes_path: Path | Non
 
 
 def separate_file(mixture_path: Path, f0_path: Path | None, entry: dict, checkpoint: Path | None, out_dir: Path,
-                  notes_path: Path | None = None, *, voices: str = "SATB", f0_params: dict | None = None) -> list[Path]:
+                  notes_path: Path | None = None, *, voices: str = "SATB", f0_params: dict | None = None,
+                  block_s: float | None = None, overlap_s: float | None = None,
+                  batch_size: int = BATCH_SIZE) -> list[Path]:
     """Separate a user's recording: any rate in, ``out_dir/{voice}.wav`` at that rate and length out.
+
+    A recording longer than one block is separated in overlapping blocks of ``block_s`` seconds
+    joined by ``overlap_s``-second cross-fades (defaults: the method's :attr:`Method.block_s` and
+    :attr:`Method.overlap_s`), so memory stays bounded however long it is (:func:`separate_blocked`).
 
     Inputs are read by :func:`read_inputs` (every check before anything runs or is written); without
     ``f0_path`` each of ``voices``' F0 is first estimated from the recording, and the log says so.
     """
-    audio, rate, x, f0, names, notes = read_inputs(mixture_path, f0_path, notes_path, min_samples(build(entry)),
+    plain = build(entry)
+    block_s = plain.block_s if block_s is None else block_s
+    overlap_s = plain.overlap_s if overlap_s is None else overlap_s
+    plan_blocks(0, block_s, overlap_s)  # bad knobs fail before the F0 estimate or any work
+    audio, rate, x, f0, names, notes = read_inputs(mixture_path, f0_path, notes_path, min_samples(plain),
                                                    entry["id"], voices=voices, f0_params=f0_params)
     method = load_method(entry, checkpoint)
     if method.needs_references:
         raise ChoirbenchError(f"method {entry['id']!r} needs the true voices and cannot separate a recording")
     peak = float(np.max(np.abs(x))) or 1.0
-    voices = check_output(method.separate(x / peak, SAMPLE_RATE, f0, notes), x, len(names), entry["id"]) * peak
+    x /= peak  # in place: a long recording is not copied
+    voices = separate_blocked(method, x, f0, notes, block_s=block_s, overlap_s=overlap_s, batch_size=batch_size,
+                              method_id=entry["id"])
+    voices *= peak
+    del x
     written = []
     for name, voice in zip(names, voices):
-        y = resample_audio(voice, SAMPLE_RATE, rate)
+        y = resample_audio(voice, SAMPLE_RATE, rate)  # voice by voice: one float64 copy at a time
         y = np.pad(y, (0, max(0, len(audio) - len(y))))[: len(audio)]
         write_wav(Path(out_dir) / f"{name}.wav", y, rate)
         written.append(Path(out_dir) / f"{name}.wav")
     return written
 
+
+
+# ----------------------------------------------------------------------------- long recordings
+
+def plan_blocks(n_samples: int, block_s: float, overlap_s: float, *, shortest: int = HOP,
+                where: str = "--block-s") -> list[tuple[int, int]]:
+    """Overlapping blocks [(start, stop)] in samples at 16 kHz covering ``n_samples``.
+
+    Starts lie on the 16-ms F0 grid (multiples of ``HOP``), so a block's F0 is a slice of the
+    recording's F0 [J, T]. Consecutive blocks overlap by ``overlap_s`` (rounded to whole F0 frames);
+    every block but the last is ``block_s`` long; a last block that would be shorter than the
+    overlap plus ``shortest`` samples is merged into the one before. One block when the input fits
+    (the whole-file path). Raises :class:`ChoirbenchError` unless 0 < overlap_s <= block_s / 2.
+    """
+    block = int(round(block_s * SAMPLE_RATE / HOP)) * HOP if block_s > 0 else 0
+    overlap = int(round(overlap_s * SAMPLE_RATE / HOP)) * HOP if overlap_s > 0 else 0
+    if not (math.isfinite(block_s) and math.isfinite(overlap_s)) or overlap <= 0 or block < 2 * overlap:
+        raise ChoirbenchError(f"{where}: blocks of {block_s} s with {overlap_s} s overlap: need "
+                              f"0 < overlap (at least one 16-ms frame) <= half the block")
+    if n_samples <= block:
+        return [(0, n_samples)]
+    stride = block - overlap
+    starts = list(range(0, n_samples - overlap, stride))
+    if len(starts) > 1 and n_samples - starts[-1] < overlap + max(shortest, HOP):
+        starts.pop()
+    return [(a, min(a + block, n_samples)) if i < len(starts) - 1 else (a, n_samples)
+            for i, a in enumerate(starts)]
+
+
+def fade_in(n: int) -> np.ndarray:
+    """Raised-cosine fade-in over ``n`` samples, sin^2; the fade-out is ``1 - fade_in``: they sum to one."""
+    return np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
+
+
+def block_weight(blocks: list[tuple[int, int]], i: int) -> np.ndarray:
+    """The weight [stop - start] of block ``i``'s output: 1, fading over each overlap with a neighbour."""
+    a, b = blocks[i]
+    w = np.ones(b - a, dtype=np.float32)
+    if i > 0:
+        n = blocks[i - 1][1] - a
+        w[:n] = fade_in(n)
+    if i < len(blocks) - 1:
+        n = b - blocks[i + 1][0]
+        w[len(w) - n:] *= (1.0 - fade_in(n)).astype(np.float32)
+    return w
+
+
+def crossfade_weights(blocks: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Every block's :func:`block_weight`; at every sample the weights of the blocks covering it sum to one
+    (to float32 rounding)."""
+    return [block_weight(blocks, i) for i in range(len(blocks))]
+
+
+def cut_notes(notes: list[np.ndarray] | None, start_s: float, stop_s: float) -> list[np.ndarray] | None:
+    """Notes [n, 3] (onset_s, offset_s, midi) per voice cut to [start_s, stop_s) and shifted to the block's time."""
+    if notes is None:
+        return None
+    cut = []
+    for voice in notes:
+        voice = np.asarray(voice, dtype=np.float64).reshape(-1, 3)
+        keep = voice[(voice[:, 1] > start_s) & (voice[:, 0] < stop_s)].copy()
+        keep[:, :2] = np.clip(keep[:, :2], start_s, stop_s) - start_s
+        cut.append(keep)
+    return cut
+
+
+def separate_blocked(method: Method, x: np.ndarray, f0: np.ndarray, notes: list[np.ndarray] | None = None, *,
+                     block_s: float, overlap_s: float, batch_size: int = BATCH_SIZE,
+                     method_id: str = "") -> np.ndarray:
+    """Voices [J, N] of mixture ``x`` [N] at 16 kHz with F0 [J, T] (16-ms grid), separated block by block.
+
+    Blocks come from :func:`plan_blocks`; each gets its slice of the F0 (and notes cut to it),
+    blocks of equal length go through :meth:`Method.separate_batch` ``batch_size`` at a time (at most
+    :data:`BATCH_AUDIO_S` seconds of audio per call),
+    and each block's voices are added to the output with :func:`crossfade_weights`. Memory is
+    that of one batch of blocks plus the output. A method that separates every sample (or STFT
+    frame) from its neighbourhood alone gives the whole-file output away from the joins; one with
+    context over the whole input (sf's excerpt normalisation and GRUs, U-Net's normalisation by the
+    input's maximum, the NMFs' fitted templates) sees each block as an excerpt of its own. An input
+    of at most one block takes the whole-file path unchanged.
+    """
+    J = len(f0)
+    shortest = min_samples(method)
+    blocks = plan_blocks(len(x), block_s, overlap_s, shortest=shortest)
+    if len(blocks) == 1:
+        return check_output(method.separate(x, SAMPLE_RATE, f0, notes), x, J, method_id)
+    out = np.zeros((J, len(x)), dtype=np.float32)
+
+    def block_f0(a, b):  # a is on the F0 grid: the block's frames are a slice (zero-padded if F0 runs short)
+        f = f0[:, a // HOP: a // HOP + (b - a) // HOP]
+        return np.pad(f, ((0, 0), (0, (b - a) // HOP - f.shape[-1])))
+
+    per_call = max(1, min(int(batch_size), int(BATCH_AUDIO_S * SAMPLE_RATE // (blocks[0][1] - blocks[0][0]))))
+    groups: list[list[int]] = []
+    for i, (a, b) in enumerate(blocks):  # consecutive blocks of one length, per_call at a time
+        first = blocks[groups[-1][0]] if groups else None
+        if first is not None and len(groups[-1]) < per_call and first[1] - first[0] == b - a:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    with tqdm(total=len(blocks), desc=f"separate {method_id or method.name} ({len(blocks)} blocks)",
+              unit="block", disable=None) as bar:
+        for group in groups:
+            spans = [blocks[i] for i in group]
+            mixtures = np.stack([x[a:b] for a, b in spans])
+            f0s = np.stack([block_f0(a, b) for a, b in spans])
+            block_notes = [cut_notes(notes, a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in spans]
+            voices, _ = method.separate_batch(mixtures, SAMPLE_RATE, f0s, block_notes, parameters=False)
+            for i, (a, b), v in zip(group, spans, voices):
+                v = check_output(v, x[a:b], J, method_id)
+                out[:, a:b] += v * block_weight(blocks, i)  # weights per block: no [N] array besides the output
+            bar.update(len(group))
+    return out

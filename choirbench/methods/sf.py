@@ -53,6 +53,10 @@ class SourceFilter(Method):
 
     name = "sf"
     trainable = True
+    # long recordings: blocks of the paper's 4-s training excerpt (each block is normalised and run through the
+    # GRUs as one excerpt, as in training), equal-length blocks batched through the network
+    block_s = 4.0
+    overlap_s = 0.5
     defaults = {
         "supervised": False,
         "output": "masking",
@@ -212,46 +216,78 @@ class SourceFilter(Method):
         return np.asarray(mixture, dtype=np.float32), f0
 
     @torch.no_grad()
-    def _infer(self, mixture: np.ndarray, sr: int, f0: np.ndarray
+    def _infer(self, mixtures: np.ndarray, sr: int, f0s: np.ndarray
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """(mixture [N], controls of the one excerpt, synthesised voices [J, N]) as tensors on the device."""
+        """(mixtures [B, N], controls [B, ...], synthesised voices [B, J, N]) as tensors on the device.
+
+        Each excerpt's noise is drawn from its own generator seeded :data:`SEPARATION_NOISE_SEED`, so an
+        excerpt separates the same alone or in a batch.
+        """
         model = self._require_model()
-        mixture, f0 = self._check_input(mixture, sr, f0)
-        gen = torch.Generator(device=self.torch_device).manual_seed(SEPARATION_NOISE_SEED)
-        mix, _, f0_t, harm, noise = self.make_batch(mixture[None], None, f0[None], generator=gen,
-                                                    with_references=False)
+        mixtures = np.asarray(mixtures, dtype=np.float32)
+        f0s = np.asarray(f0s, dtype=np.float32)
+        if sr != self.params["sample_rate"]:
+            raise ChoirbenchError(f"sf works at {self.params['sample_rate']} Hz, got a {sr} Hz mixture")
+        parts = []
+        for b in range(len(mixtures)):
+            gen = torch.Generator(device=self.torch_device).manual_seed(SEPARATION_NOISE_SEED)
+            parts.append(self.make_batch(mixtures[b:b + 1], None, f0s[b:b + 1], generator=gen,
+                                         with_references=False))
+        if len(parts) == 1:
+            mix, _, f0_t, harm, noise = parts[0]
+        else:
+            mix, f0_t, harm, noise = (torch.cat([part[k] for part in parts]) for k in (0, 2, 3, 4))
+        del parts
         controls = model.controls(mix, f0_t, self._autocast())
-        return mix[0], controls, model.synthesize(controls, harm, noise, mix.shape[-1])[0]
+        return mix, controls, model.synthesize(controls, harm, noise, mix.shape[-1])
 
     def separate(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs) -> np.ndarray:
-        return self._separate(mixture, sr, f0, output)[0]
+        mixture, f0 = self._check_input(mixture, sr, f0)
+        return self._separate(mixture[None], sr, f0[None], output)[0][0]
 
     def separate_with_parameters(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs
                                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The separated voices and :meth:`export_parameters`' arrays, from one pass of the network."""
-        voices, controls = self._separate(mixture, sr, f0, output)
-        return voices, self._parameters(controls, sr)
+        mixture, f0 = self._check_input(mixture, sr, f0)
+        voices, controls = self._separate(mixture[None], sr, f0[None], output)
+        return voices[0], self._parameters(controls, sr)
 
-    def _separate(self, mixture, sr, f0, output: str | None) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
-        """(voices [J, N] in the output mode asked for, the controls they came from)."""
+    def separate_batch(self, mixtures, sr, f0s, notes=None, *, parameters: bool = True, output: str | None = None,
+                       **kwargs) -> tuple[np.ndarray, list[dict[str, np.ndarray] | None]]:
+        """B excerpts through the network at once: voices [B, J, N] and each excerpt's parameters (or None)."""
+        voices, controls = self._separate(mixtures, sr, f0s, output)
+        return voices, [self._parameters(controls, sr, b) if parameters else None for b in range(len(voices))]
+
+    def _separate(self, mixtures, sr, f0s, output: str | None) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        """(voices [B, J, N] in the output mode asked for, the controls they came from)."""
         output = output or self.params["output"]
         if output not in OUTPUTS:
             raise ChoirbenchError(f"sf output must be one of {OUTPUTS}, got {output!r}")
-        mix, controls, voices = self._infer(mixture, sr, f0)
+        mix, controls, voices = self._infer(mixtures, sr, f0s)
         if output == "masking":
             voices = self._mask(mix, voices)
         return voices.cpu().numpy().astype(np.float32), controls
 
     @torch.no_grad()
     def _mask(self, mix: torch.Tensor, voices: torch.Tensor) -> torch.Tensor:
-        """M_j = |S_j|^p / sum_k |S_k|^p applied to the mixture's STFT (one batched torch STFT: the fastest here)."""
+        """M_j = |S_j|^p / sum_k |S_k|^p applied to the mixture's STFT: mix [B, N], voices [B, J, N] -> [B, J, N].
+
+        One torch STFT of all B (J + 1) signals and one inverse of all B J masked spectra (the fastest here);
+        |S|^p from the squared magnitude (no complex abs).
+        """
         n_fft, hop = self.params["mask_fft"], self.params["mask_hop"]
+        B, J, N = voices.shape
         window = sf_dsp.hann(n_fft, mix.device)
-        specs = torch.stft(torch.cat([mix[None], voices]), n_fft, hop, window=window, return_complex=True)
-        mags = specs[1:].abs() ** self.params["mask_power"]
-        total = mags.sum(0, keepdim=True)
-        masks = torch.where(total > 1e-12, mags / total.clamp_min(1e-12), torch.full_like(mags, 1.0 / len(mags)))
-        return torch.istft(masks * specs[:1], n_fft, hop, window=window, length=mix.shape[-1])
+        specs = torch.stft(torch.cat([mix[:, None], voices], 1).reshape(B * (J + 1), N), n_fft, hop, window=window,
+                           return_complex=True).reshape(B, J + 1, n_fft // 2 + 1, -1)
+        power = torch.view_as_real(specs[:, 1:]).square().sum(-1)
+        p = self.params["mask_power"]
+        mags = power if p == 2 else power.pow(p / 2)
+        total = mags.sum(1, keepdim=True)
+        masks = torch.where(total > 1e-12, mags / total.clamp_min(1e-12), torch.full_like(mags, 1.0 / J))
+        out = torch.istft((masks * specs[:, :1]).reshape(B * J, *specs.shape[-2:]), n_fft, hop, window=window,
+                          length=N)
+        return out.reshape(B, J, N)
 
     @torch.no_grad()
     def export_parameters(self, mixture, sr, f0) -> dict[str, np.ndarray]:
@@ -268,16 +304,16 @@ class SourceFilter(Method):
         return self._parameters(controls, sr)
 
     @staticmethod
-    def _parameters(c: dict[str, torch.Tensor], sr: int) -> dict[str, np.ndarray]:
-        """The arrays of :meth:`export_parameters` from one excerpt's controls."""
-        env = sf_dsp.envelope_db(c["lsf"][0], 512)                              # [J, L, 257]
+    def _parameters(c: dict[str, torch.Tensor], sr: int, b: int = 0) -> dict[str, np.ndarray]:
+        """The arrays of :meth:`export_parameters` from the controls of excerpt ``b`` of a batch."""
+        env = sf_dsp.envelope_db(c["lsf"][b], 512)                              # [J, L, 257]
         L = c["f0"].shape[-1]
         return {
-            "f0_hz": c["f0"][0].cpu().numpy().astype(np.float32),
-            "harmonic_amplitude": c["amplitude"][0].cpu().numpy().astype(np.float32),
-            "noise_gain": c["noise_gain"][0].cpu().numpy().astype(np.float32),
-            "lsf_hz": (c["lsf"][0] * sr / (2 * np.pi)).cpu().numpy().astype(np.float32),
-            "noise_bands": c["noise_bands"][0].cpu().numpy().astype(np.float32),
+            "f0_hz": c["f0"][b].cpu().numpy().astype(np.float32),
+            "harmonic_amplitude": c["amplitude"][b].cpu().numpy().astype(np.float32),
+            "noise_gain": c["noise_gain"][b].cpu().numpy().astype(np.float32),
+            "lsf_hz": (c["lsf"][b] * sr / (2 * np.pi)).cpu().numpy().astype(np.float32),
+            "noise_bands": c["noise_bands"][b].cpu().numpy().astype(np.float32),
             "envelope_db": env.transpose(-1, -2).cpu().numpy().astype(np.float32),
             "freqs_hz": (np.arange(257) * sr / 512).astype(np.float32),
             "times_s": (np.arange(L) * HOP / sr).astype(np.float32),

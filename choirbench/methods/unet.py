@@ -198,6 +198,9 @@ class UNet(Method):
 
     name = "unet"
     trainable = True
+    # long recordings: 30-s blocks, 2-s cross-fades (the receptive field spans about +-2 s of frames)
+    block_s = 30.0
+    overlap_s = 2.0
     # CPU default: a quarter of the paper's widths (1.1 M parameters instead of 10.3 M) and 300 steps
     # of batch 16: about 0.64 s per step on one core, so one training run fits in about 4 minutes.
     # The paper's size: channels PAPER_CHANNELS (config/paper.yaml), trained much longer.
@@ -326,26 +329,45 @@ class UNet(Method):
     @torch.no_grad()
     def masks(self, mixture: np.ndarray, f0: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Spectrogram]:
         """(ratio masks [J, F, T], complex mixture STFT [F, T], the STFT used); masks sum to one."""
+        masks, mix_spec, spec = self._batch_masks(np.asarray(mixture, dtype=np.float32)[None],
+                                                  np.asarray(f0, dtype=np.float32)[None])
+        return masks[0], mix_spec[0], spec
+
+    @torch.no_grad()
+    def _batch_masks(self, mixtures: np.ndarray, f0s: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Spectrogram]:
+        """(masks [B, J, F, T], mixture STFTs [B, F, T], the STFT) of B excerpts: all B x J through the network at once.
+
+        Each excerpt's magnitudes are divided by its own maximum (as in training), so an excerpt gets
+        the same masks alone or in a batch.
+        """
         if self.model is None:
             raise RuntimeError("unet: call fit() or load() before separate()")
         device = next(self.model.parameters()).device
         spec = Spectrogram(self.params["n_fft"], self.params["hop"], device)
-        x = torch.as_tensor(np.asarray(mixture, dtype=np.float32), device=device)
-        mix_spec = spec(x)
+        x = torch.as_tensor(np.asarray(mixtures, dtype=np.float32), device=device)
+        mix_spec = spec(x)                                                   # [B, F, T]
         mix_mag = mix_spec.abs()
-        norm = mix_mag / mix_mag.max().clamp_min(1e-8)
-        J = len(f0)
-        f0_t = align_f0(torch.as_tensor(np.asarray(f0, dtype=np.float32), device=device), mix_mag.shape[-1],
-                        spec.hop)
-        estimates = self.model(norm.expand(J, -1, -1), f0_t) * norm
-        total = estimates.sum(dim=0, keepdim=True)
+        norm = mix_mag / mix_mag.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-8)
+        B, J = f0s.shape[:2]
+        f0_t = align_f0(torch.as_tensor(np.asarray(f0s, dtype=np.float32), device=device), mix_mag.shape[-1],
+                        spec.hop)                                            # [B, J, T]
+        stacked = norm[:, None].expand(-1, J, -1, -1).reshape(B * J, *norm.shape[-2:])
+        estimates = self.model(stacked, f0_t.reshape(B * J, -1)).reshape(B, J, *norm.shape[-2:]) * norm[:, None]
+        total = estimates.sum(dim=1, keepdim=True)
         masks = torch.where(total > 0, estimates / total.clamp_min(1e-30), torch.full_like(estimates, 1.0 / J))
         return masks, mix_spec, spec
 
     def separate(self, mixture, sr, f0, notes=None, **kwargs) -> np.ndarray:
+        mixture = np.asarray(mixture, dtype=np.float32)
+        return self.separate_batch(mixture[None], sr, np.asarray(f0, dtype=np.float32)[None])[0][0]
+
+    def separate_batch(self, mixtures, sr, f0s, notes=None, *, parameters: bool = True, **kwargs
+                       ) -> tuple[np.ndarray, list[None]]:
+        """Voices [B, J, N] of B excerpts of equal length, the network run once on all B x J; no parameters."""
         if sr != SAMPLE_RATE:
             raise ChoirbenchError(f"unet works at {SAMPLE_RATE} Hz, got {sr} Hz")
-        mixture = np.asarray(mixture, dtype=np.float32)
-        masks, mix_spec, spec = self.masks(mixture, f0)
-        voices = spec.inverse(masks * mix_spec, len(mixture))
-        return voices.cpu().numpy().astype(np.float32)
+        mixtures = np.asarray(mixtures, dtype=np.float32)
+        masks, mix_spec, spec = self._batch_masks(mixtures, np.asarray(f0s, dtype=np.float32))
+        B, J = masks.shape[:2]
+        voices = spec.inverse((masks * mix_spec[:, None]).reshape(B * J, *masks.shape[-2:]), mixtures.shape[-1])
+        return voices.reshape(B, J, -1).cpu().numpy().astype(np.float32), [None] * len(mixtures)

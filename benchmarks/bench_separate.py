@@ -1,0 +1,185 @@
+"""Long recordings and batched separation (issue 13 item 5).
+
+1. Peak memory (max RSS of the process, via ``resource.getrusage`` of a child) of ``choirbench separate``
+   on a synthetic SATB mixture with a known F0 (``--f0``), for mixture, nmf1, nmf2, unet and sf (the
+   trained methods with a checkpoint trained here for 2 steps on a tiny dataset; the oracle needs the true
+   voices and cannot separate a recording): whole-file processing (``--block-s`` longer than the input,
+   i.e. the code path before blocking) against blocks (each method's default block and overlap).
+   Whole-file memory grows with the input (it is about 10 GB for sf on 10 minutes, more than this machine
+   can spare), so it is measured on ``--whole-s`` recordings and extrapolated to the long one linearly from
+   two lengths; blocks are measured on the long one itself. ``--nmf-iterations`` caps the NMFs' iterations
+   (memory does not depend on it; time does).
+2. Speed: the CPU-default sf (untrained weights: speed does not depend on them) on 4-s SATB excerpts
+   with 2 threads, excerpt by excerpt (the loop ``separate-set`` ran before) against
+   :meth:`Method.separate_batch` in batches of ``--batch``, both with the parameters export
+   ``separate-set`` writes; and the paper-size sf on one thread.
+
+Usage (prints two tables)::
+
+    nice python benchmarks/bench_separate.py --long-s 600 --whole-s 30 60
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from choirbench import HOP, SAMPLE_RATE
+
+METHODS = ("mixture", "nmf1", "nmf2", "unet", "sf")
+TINY = {"sf": {"encoder_hidden": 16, "embedding": 16, "decoder_hidden": 16, "steps": 2, "batch_size": 2,
+               "valid_every": 1, "checkpoint_every": 1, "excerpt_s": 1.0, "max_valid_examples": 1,
+               "device": "cpu"},
+        "unet": {"steps": 2, "batch_size": 2, "valid_every": 1, "checkpoint_every": 1, "max_valid_examples": 1,
+                 "device": "cpu"}}
+
+
+def write_recording(folder: Path, seconds: float) -> tuple[Path, Path]:
+    """A SATB mixture of harmonic voices with vibrato and notes changing every 1.4 s, and its F0 CSV."""
+    from choirbench.io import write_wav
+
+    n = int(seconds * SAMPLE_RATE)
+    frames = np.arange(n // HOP)
+    f0 = np.stack([np.full(len(frames), f) * 2 ** (2 / 12 * ((frames // 90 + j) % 3 == 0))
+                   * (1 + 0.012 * np.sin(2 * np.pi * 5.5 * frames * HOP / SAMPLE_RATE + j))
+                   for j, f in enumerate([523.0, 349.0, 262.0, 131.0])])
+    x = np.zeros(n, np.float32)
+    for track in f0:  # block by block: the benchmark itself must not need gigabytes
+        for a in range(0, n, 60 * SAMPLE_RATE):
+            b = min(n, a + 60 * SAMPLE_RATE)
+            per_sample = np.repeat(track, HOP)[a:b]
+            phase = 2 * np.pi * np.cumsum(np.r_[np.repeat(track, HOP)[:a].sum() if a else 0.0, per_sample])[1:]
+            x[a:b] += sum(0.1 / h * np.sin(h * phase / SAMPLE_RATE) for h in range(1, 8)).astype(np.float32)
+    mix = folder / f"mix_{seconds:g}s.wav"
+    write_wav(mix, x / np.abs(x).max() * 0.9, SAMPLE_RATE)
+    table = folder / f"f0_{seconds:g}s.csv"
+    with open(table, "w") as fh:
+        fh.write("time_s,S,A,T,B\n")
+        for i in range(f0.shape[1]):
+            fh.write(f"{i * HOP / SAMPLE_RATE:.4f}," + ",".join(f"{v:.3f}" for v in f0[:, i]) + "\n")
+    return mix, table
+
+
+def train_tiny(folder: Path) -> dict[str, Path]:
+    """Checkpoints of sf and unet trained 2 steps on a tiny prepared dataset (memory and speed only)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from conftest import make_tiny_dataset
+
+    from choirbench.data_prep.prepared import make_examples
+    from choirbench.io import write_csv
+    from choirbench.methods import harness
+
+    data = make_tiny_dataset(folder / "data", seconds=4.0)
+    valid = folder / "valid.csv"
+    write_csv(valid, make_examples(data, 4, "valid", seed=0, skip_first=False, excerpt_s=1.0, max_examples=1))
+    out = {}
+    for name, params in TINY.items():
+        entry = folder / f"{name}.json"
+        entry.write_text(json.dumps({"id": f"{name}-tiny", "model": name, "excerpt_s": 1.0, "params": params}))
+        out[name] = harness.train(data, harness.read_entry(entry), 0, folder / f"run_{name}", valid)
+        out[f"{name}_entry"] = entry
+    return out
+
+
+def peak_rss_mb(args: list[str]) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of one ``choirbench separate`` run in a fresh child process."""
+    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "choirbench.cli", "separate", *args],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def memory_table(folder: Path, long_s: float, whole_s: list[float], methods: list[str], threads: int,
+                 nmf_iterations: int) -> None:
+    ckpt = train_tiny(folder) if {"unet", "sf"} & set(methods) else {}
+    recordings = {s: write_recording(folder, s) for s in sorted(set(whole_s) | {long_s})}
+    print(f"\npeak RSS (MB) of `choirbench separate --f0`, {threads} threads; whole file at "
+          f"{', '.join(f'{s:g}' for s in whole_s)} s, blocks at {long_s:g} s")
+    print(f"{'method':8s} " + " ".join(f"{'whole ' + format(s, 'g') + ' s':>13s}" for s in whole_s)
+          + f" {'MB/s whole':>10s} {'whole ' + format(long_s, 'g') + ' s (extrap.)':>24s}"
+          f" {'blocks ' + format(long_s, 'g') + ' s':>14s} {'time (s)':>9s}")
+    for name in methods:
+        base = ["--out", str(folder / f"out_{name}"), "--threads", str(threads)]
+        if name in ckpt:
+            base += ["--method-config", str(ckpt[f"{name}_entry"]), "--checkpoint", str(ckpt[name])]
+        else:
+            base += ["--method", name]
+            if name.startswith("nmf"):
+                base += ["--params", json.dumps({"iterations": nmf_iterations})]
+        whole = []
+        for s in whole_s:
+            mix, f0 = recordings[s]
+            whole.append(peak_rss_mb([str(mix), "--f0", str(f0), "--block-s", "100000", *base])[0])
+        mix, f0 = recordings[long_s]
+        blocked, seconds = peak_rss_mb([str(mix), "--f0", str(f0), *base])
+        slope = (whole[-1] - whole[0]) / (whole_s[-1] - whole_s[0]) if len(whole) > 1 else float("nan")
+        print(f"{name:8s} " + " ".join(f"{w:13.0f}" for w in whole)
+              + f" {slope:10.1f} {whole[-1] + slope * (long_s - whole_s[-1]):24.0f} {blocked:14.0f} {seconds:9.0f}",
+              flush=True)
+
+
+def speed_table(n_excerpts: int, batch: int) -> None:
+    import torch
+
+    from choirbench.methods.sf import PAPER_PARAMS, SourceFilter
+    from choirbench.methods.sf_model import SourceFilterNet
+
+    rng = np.random.default_rng(0)
+    n = 4 * SAMPLE_RATE
+    mixtures = rng.uniform(-0.5, 0.5, (n_excerpts, n)).astype(np.float32)
+    f0 = np.stack([np.full((n // HOP,), f) for f in (523.0, 349.0, 262.0, 131.0)]).astype(np.float32)
+    f0s = np.repeat(f0[None], n_excerpts, axis=0)
+    print(f"\nsf separation of 4-s SATB excerpts (with the parameters export), {n_excerpts} excerpts")
+    print(f"{'model':22s} {'threads':>7s} {'loop s/excerpt':>15s} {'batch s/excerpt':>16s} {'excerpts/s':>11s} {'ratio':>6s}")
+    for label, params, threads in (("CPU default", {}, 2), ("paper size", PAPER_PARAMS, 1)):
+        arch = {k: v for k, v in params.items() if k in SourceFilter.defaults}
+        method = SourceFilter({**arch, "device": "cpu"})
+        torch.manual_seed(0)
+        method.model = SourceFilterNet(method.architecture()).eval()
+        torch.set_num_threads(threads)
+        method.separate_batch(mixtures[:2], SAMPLE_RATE, f0s[:2])  # warm-up
+        t = time.perf_counter()
+        for b in range(n_excerpts):
+            method.separate_with_parameters(mixtures[b], SAMPLE_RATE, f0s[b])
+        loop = (time.perf_counter() - t) / n_excerpts
+        t = time.perf_counter()
+        for a in range(0, n_excerpts, batch):
+            method.separate_batch(mixtures[a:a + batch], SAMPLE_RATE, f0s[a:a + batch])
+        batched = (time.perf_counter() - t) / n_excerpts
+        print(f"{label:22s} {threads:7d} {loop:15.3f} {batched:16.3f} {1 / batched:11.1f} {loop / batched:6.2f}",
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--long-s", type=float, default=600.0, help="length of the long recording (seconds)")
+    parser.add_argument("--whole-s", type=float, nargs="+", default=[30.0, 60.0],
+                        help="lengths for whole-file processing (its memory grows with the input)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nmf-iterations", type=int, default=3)
+    parser.add_argument("--excerpts", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_speed:
+        speed_table(args.excerpts, args.batch)
+    if not args.skip_memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            memory_table(Path(tmp), args.long_s, args.whole_s, args.methods, args.threads, args.nmf_iterations)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
