@@ -31,12 +31,12 @@ def _known(names) -> str:
 def check_method_entries(methods: dict) -> None:
     """Every entry: safe id, known model, typed and ranged params, a ``checkpoint_from`` that trains."""
     from choirbench.methods import get
-    from choirbench.methods.harness import ENTRY_DEFAULTS, build
+    from choirbench.methods.harness import ENTRY_DEFAULTS, ENTRY_LIMITS, build
 
     for name, block in methods.items():
         check_name(name, "methods")
         rest = {k: v for k, v in block.items() if k != "params"}
-        entry = resolve_params(ENTRY_DEFAULTS, rest, where=f"methods.{name}")
+        entry = resolve_params(ENTRY_DEFAULTS, rest, where=f"methods.{name}", limits=ENTRY_LIMITS)
         try:
             cls = get(entry["model"])
         except ChoirbenchError as err:
