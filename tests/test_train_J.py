@@ -199,16 +199,23 @@ def test_the_default_dry_run_trains_one_model_per_J_and_one_shared_model_for_tra
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     assert int(stats["train"]) == len(expected)
     # each model is validated on its own J; the J2 test set is separated with the model for J2
-    jobs = re.split(r"\n(?=\[\w{3} \w{3} )", out)  # one block per job, each opened by its timestamp
-    def separate_job(method):
-        found = [j for j in jobs if "rule separate:" in j
-                 and f"output: results/estimates/synth-chorales/{method}/seed0/J2\n" in j]
-        assert len(found) == 1, method
+    reasons = re.findall(r"^Reason: Missing output files: (.*)$", out, flags=re.M)
+
+    def job(output):
+        found = [r for r in reasons if output in r.split(";")[0].split(", ")]
+        assert len(found) == 1, output
         return found[0]
+
+    def separate_job(method):
+        return job(f"results/estimates/synth-chorales/{method}/seed0/J2")
+
     assert f"results/models/synth-chorales/{per_J[0]}/seed0/J2/model.pt" in separate_job(per_J[0])
     assert f"results/models/synth-chorales/{shared[0]}/seed0/J4/model.pt" in separate_job(shared[0])
-    synth = [m for m, e in config["methods"].items() if e.get("checkpoint_from") in per_J][0]
-    source = config["methods"][synth]["checkpoint_from"]
-    assert f"results/models/synth-chorales/{source}/seed0/J2/model.pt" in separate_job(synth)
-    train_jobs = [j for j in jobs if "rule train:" in j and f"{per_J[0]}/seed0/J3/model.pt" in j]
-    assert len(train_jobs) == 1 and "examples/J3_valid.csv" in train_jobs[0]
+    reuse = [m for m, e in config["methods"].items() if e.get("checkpoint_from") in per_J]
+    for m in reuse:  # a per-J source lends the J2 model, or its 4-voice one to an entry with train_J: 4
+        J = 4 if config["methods"][m].get("train_J") == 4 else 2
+        assert f"results/models/synth-chorales/{config['methods'][m]['checkpoint_from']}/seed0/J{J}/model.pt" in \
+            separate_job(m), m
+    assert any(config["methods"][m].get("train_J") == 4 for m in reuse)  # per-J next to the shared model
+    train = job(f"results/models/synth-chorales/{per_J[0]}/seed0/J3/model.pt")
+    assert "examples/J3_valid.csv" in train and "J4_valid" not in train
