@@ -57,6 +57,10 @@ def check_method_entries(methods: dict) -> None:
         if methods[source].get("checkpoint_from"):
             raise ChoirbenchError(f"config key methods.{name}.checkpoint_from names {source!r}, which trains no "
                                   f"model of its own (it reuses {methods[source]['checkpoint_from']!r}): name that")
+        own, lent = entry["train_J"], methods[source].get("train_J", ENTRY_DEFAULTS["train_J"])
+        if own != "per_J" and lent != "per_J" and own != lent:
+            raise ChoirbenchError(f"config key methods.{name}.train_J is {own}, but {source!r} trains only its "
+                                  f"J={lent} model (train_J: {lent}); drop the key or train {source!r} per_J")
 
 
 def used_datasets(config: dict) -> list[str]:

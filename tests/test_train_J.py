@@ -130,6 +130,19 @@ def test_a_bad_train_J_is_one_line_naming_the_key(value):
         check_config(config)
 
 
+def test_a_checkpoint_from_entry_cannot_ask_for_a_model_its_source_does_not_train():
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["methods"]["sf-us-small-synth"]["train_J"] = 2  # sf-us-small trains its J4 model only
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    with pytest.raises(ChoirbenchError, match=r"methods\.sf-us-small-synth\.train_J is 2, but 'sf-us-small' "
+                                              r"trains only its J=4 model"):
+        check_config(config)
+    config["methods"]["sf-us-small-synth"]["train_J"] = 4
+    check_config(config)
+
+
 def test_trained_J_maps_each_test_J_to_its_model():
     assert [harness.trained_J({"train_J": "per_J"}, J) for J in (2, 3, 4)] == [2, 3, 4]
     assert [harness.trained_J({"train_J": 4}, J) for J in (2, 3, 4)] == [4, 4, 4]
