@@ -128,7 +128,7 @@ def cmd_train(args) -> None:
 
     entry = read_entry(Path(args.method_config))
     _threads(args.threads)
-    train(Path(args.data), entry, args.seed, Path(args.out), Path(args.valid))
+    train(Path(args.data), entry, args.seed, Path(args.out), Path(args.valid), J=args.J)
 
 
 def cmd_separate_set(args) -> None:
@@ -232,9 +232,12 @@ def cmd_figures(args) -> None:
             boxplots(table, int(J), out / f"boxplot_J{J}.png", title=f"{args.dataset}, J = {J}")
     if args.curves is not None:
         logs = {}
+        from choirbench.evaluation.claims import parse_train_log_path
+
         for path in map(Path, args.train_logs or []):
-            # results/models/{dataset}/{method}/seed{seed}/train_log.csv
-            logs[f"{path.parent.parent.name} {path.parent.name}"] = path
+            # results/models/{dataset}/{method}/seed{seed}/J{J}/train_log.csv
+            entry, seed, J = parse_train_log_path(path)
+            logs[f"{entry} seed{seed}" + (f" J{J}" if J is not None else "")] = path
         training_curves(logs, Path(args.curves))
 
 
@@ -348,8 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one method entry with one seed")
     p.add_argument("--data", required=True)
     p.add_argument("--method-config", required=True, help="JSON method entry (written by the workflow)")
-    p.add_argument("--valid", required=True, help="validation excerpt list (examples/J4_valid.csv)")
+    p.add_argument("--valid", required=True, help="validation excerpt list of J-voice excerpts (examples/J{J}_valid.csv)")
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--J", type=int, choices=[1, 2, 3, 4], default=None,
+                   help="train for J-voice mixtures of random parts of the entry's train_parts (default: all of them)")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_train)

@@ -31,12 +31,12 @@ def _known(names) -> str:
 def check_method_entries(methods: dict) -> None:
     """Every entry: safe id, known model, typed and ranged params, a ``checkpoint_from`` that trains."""
     from choirbench.methods import get
-    from choirbench.methods.harness import ENTRY_DEFAULTS, build
+    from choirbench.methods.harness import ENTRY_DEFAULTS, ENTRY_LIMITS, build
 
     for name, block in methods.items():
         check_name(name, "methods")
         rest = {k: v for k, v in block.items() if k != "params"}
-        entry = resolve_params(ENTRY_DEFAULTS, rest, where=f"methods.{name}")
+        entry = resolve_params(ENTRY_DEFAULTS, rest, where=f"methods.{name}", limits=ENTRY_LIMITS)
         try:
             cls = get(entry["model"])
         except ChoirbenchError as err:
@@ -57,6 +57,10 @@ def check_method_entries(methods: dict) -> None:
         if methods[source].get("checkpoint_from"):
             raise ChoirbenchError(f"config key methods.{name}.checkpoint_from names {source!r}, which trains no "
                                   f"model of its own (it reuses {methods[source]['checkpoint_from']!r}): name that")
+        own, lent = entry["train_J"], methods[source].get("train_J", ENTRY_DEFAULTS["train_J"])
+        if own != "per_J" and lent != "per_J" and own != lent:
+            raise ChoirbenchError(f"config key methods.{name}.train_J is {own}, but {source!r} trains only its "
+                                  f"J={lent} model (train_J: {lent}); drop the key or train {source!r} per_J")
 
 
 def used_datasets(config: dict) -> list[str]:

@@ -40,7 +40,11 @@ def test_paper_dag_lists_every_method_seed_and_J_without_data(tmp_path):
             for seed in seeds:
                 assert f"results/metrics/paper/{method}/seed{seed}/J{J}.parquet" in dry.stdout
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.M))
-    assert int(stats["train"]) == len(trained) * 5 == 35   # sf-{us,sv}-{full,small}, unet-{full,small,ref}
+    # sf-{us,sv}-{full,small}, unet-{full,small,ref}: one model per J (train_J: per_J, as the paper)
+    assert int(stats["train"]) == len(trained) * 5 * 3 == 105
+    for method in trained:
+        for J in (2, 3, 4):
+            assert f"results/models/paper/{method}/seed4/J{J}/model.pt" in dry.stdout
     real = snakemake(work, "--cores", "1", "all", "--configfile", "config/paper.yaml")
     assert real.returncode != 0
     assert "not found" in real.stderr and "zenodo" in real.stderr.lower()

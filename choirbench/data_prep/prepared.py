@@ -367,13 +367,21 @@ def small_subset(manifest: pd.DataFrame, fraction: float, seed: int) -> list[str
 class ExcerptSampler:
     """Random training excerpts: random start on the hop grid, random singer per part.
 
+    With ``J`` smaller than the number of ``parts``, each excerpt also draws J of the parts
+    without replacement, uniformly over all C(len(parts), J) combinations (kept in the order of
+    ``parts``), as for the paper's J-voice models (Schulze-Forster et al. 2023 train separate
+    2- and 4-voice models; their data loader draws the voices at random without replacement
+    for J < 4). ``J=None`` (or ``J=len(parts)``) mixes every part.
+
     Reads only the needed samples from disk each time, so a large training set
     costs no memory. The random stream comes from ``seed`` alone.
+
+    Raises :class:`ChoirbenchError` when ``J`` is not between 1 and ``len(parts)``.
     """
 
     def __init__(self, root: Path, split: str, parts: tuple[str, ...] = PARTS, *, seed: int,
                  songs: list[str] | None = None, excerpt_s: float = EXCERPT_SECONDS, f0_source: str = "truth",
-                 with_voices: bool = True):
+                 with_voices: bool = True, J: int | None = None):
         self.root = Path(root)
         self.with_voices = with_voices
         manifest = read_manifest(self.root)
@@ -381,6 +389,11 @@ class ExcerptSampler:
         if songs is not None:
             rows = rows[rows["song"].isin(songs)]
         self.parts = tuple(parts)
+        self.J = len(self.parts) if J is None else int(J)
+        if not 1 <= self.J <= len(self.parts):
+            raise ChoirbenchError(f"training J={J}: must be between 1 and the {len(self.parts)} training parts "
+                                  f"{''.join(self.parts)}")
+        self.combinations = list(itertools.combinations(self.parts, self.J))
         self.n = int(round(excerpt_s * SAMPLE_RATE))
         self.f0_source = f0_source
         self.songs = []
@@ -399,8 +412,11 @@ class ExcerptSampler:
     def sample(self) -> Example:
         song, singers, length = self.songs[self.rng.choice(len(self.songs), p=self.weights)]
         start = int(self.rng.integers(0, (length - self.n) // HOP + 1)) * HOP
-        chosen = tuple(singers[p][self.rng.integers(len(singers[p]))] for p in self.parts)
-        return load_excerpt(self.root, song, self.parts, chosen, start, self.n,
+        # J = len(parts) draws no combination: the random stream of an all-parts sampler stays as it was
+        parts = self.combinations[self.rng.integers(len(self.combinations))] if len(self.combinations) > 1 \
+            else self.parts
+        chosen = tuple(singers[p][self.rng.integers(len(singers[p]))] for p in parts)
+        return load_excerpt(self.root, song, parts, chosen, start, self.n,
                             f0_source=self.f0_source, with_notes=False)
 
     def get_state(self) -> dict:

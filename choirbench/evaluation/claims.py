@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,35 +230,53 @@ def convergence(log_path: Path, steps: int | None = None, patience: int | None =
             "ended_by": ended_by, "last_change": last_change, "converged": bool(converged), "note": note}
 
 
+def parse_train_log_path(path: Path) -> tuple[str, int, int | None]:
+    """(entry, seed, J trained for) of ``.../{entry}/seed{N}/J{J}/train_log.csv`` (J None for the
+    older ``.../{entry}/seed{N}/train_log.csv``); raises ChoirbenchError for any other path."""
+    path = Path(path)
+    folder, J = path.parent, None
+    if re.fullmatch(r"J\d+", folder.name):
+        folder, J = folder.parent, int(folder.name[1:])
+    if not re.fullmatch(r"seed\d+", folder.name):
+        raise ChoirbenchError(f"{path}: expected .../{{method}}/seed{{N}}/J{{J}}/train_log.csv")
+    return folder.parent.name, int(folder.name[4:]), J
+
+
 def convergence_table(train_logs: list[Path], training: dict | None = None) -> pd.DataFrame:
-    """One row per train log (``results/models/{dataset}/{entry}/seed{seed}/train_log.csv``), with the
-    entry's ``steps``/``patience`` from ``training`` (method id -> {"trained_by", "steps", "patience"})."""
+    """One row per train log (``results/models/{dataset}/{entry}/seed{seed}/J{J}/train_log.csv``, J the
+    number of voices the model was trained for), with the entry's ``steps``/``patience`` from
+    ``training`` (method id -> {"trained_by", "steps", "patience"})."""
     settings = {}
     for info in (training or {}).values():
         settings[info.get("trained_by")] = info
     rows = []
     for path in map(Path, train_logs):
-        entry, seed_dir = path.parent.parent.name, path.parent.name
-        if not seed_dir.startswith("seed") or not seed_dir[4:].isdigit():
-            raise ChoirbenchError(f"{path}: expected .../{{method}}/seed{{N}}/train_log.csv")
+        entry, seed, J = parse_train_log_path(path)
         info = settings.get(entry, {})
         row = convergence(path, info.get("steps"), info.get("patience"))
-        rows.append({"entry": entry, "seed": int(seed_dir[4:]), **row})
-    columns = ["entry", "seed", "steps_run", "validations", "since_best", "ended_by", "last_change",
+        rows.append({"entry": entry, "seed": seed, "J": J, **row})
+    columns = ["entry", "seed", "J", "steps_run", "validations", "since_best", "ended_by", "last_change",
                "converged", "note"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def rests_on(methods, training: dict | None, runs: pd.DataFrame | None) -> tuple[bool, str]:
-    """(budget_limited, note) for the trained models behind ``methods``."""
+def rests_on(methods, training: dict | None, runs: pd.DataFrame | None, J: int | None = None) -> tuple[bool, str]:
+    """(budget_limited, note) for the trained models behind ``methods`` at test ``J``: the model each
+    method separates J-voice mixtures with (``training[m]["model_J"][str(J)]``, the workflow's
+    train_J mapping); without that mapping an entry's J-voice models when it has them, else all its logs."""
     if training is None or runs is None:
         return False, "convergence not checked (no train logs given)"
-    entries = sorted({training[m]["trained_by"] for m in methods if m in training})
-    if not entries:
+    models = sorted({(training[m]["trained_by"], (training[m].get("model_J") or {}).get(str(J), J))
+                     for m in methods if m in training}, key=lambda x: (x[0], x[1] or 0))
+    if not models:
         return False, "no trained model"
     limited, parts = False, []
-    for entry in entries:
+    for entry, model_J in models:
         mine = runs[runs["entry"] == entry]
+        if model_J is not None and (mine["J"] == model_J).any():
+            mine = mine[mine["J"] == model_J]
+        trained = mine["J"].dropna().unique()
+        name = f"{entry} (J{int(trained[0])} model)" if len(trained) == 1 and mine["J"].notna().all() else entry
         if mine.empty:
             limited = True
             parts.append(f"{entry}: no train log")
@@ -265,12 +284,12 @@ def rests_on(methods, training: dict | None, runs: pd.DataFrame | None) -> tuple
         bad = mine[~mine["converged"]]
         if bad.empty:
             how = ", ".join(sorted(set(mine["ended_by"].replace("step budget", "plateau"))))
-            parts.append(f"{entry} converged ({len(mine)} seed{'s' * (len(mine) > 1)}: {how})")
+            parts.append(f"{name} converged ({len(mine)} seed{'s' * (len(mine) > 1)}: {how})")
         else:
             limited = True
             seeds = ", ".join(f"seed {r.seed} {100 * r.last_change:+.1f} %" if np.isfinite(r.last_change)
                               else f"seed {r.seed} ({r.ended_by})" for r in bad.itertuples())
-            parts.append(f"{entry} not converged ({seeds})")
+            parts.append(f"{name} not converged ({seeds})")
     return limited, ("budget-limited: " if limited else "") + "; ".join(parts)
 
 
@@ -312,7 +331,7 @@ def check_claims(table: pd.DataFrame, training: dict | None = None,
         for claim in CLAIMS:
             if not set(claim.methods) <= present:
                 continue
-            limited, note = rests_on(claim.methods, training, runs)
+            limited, note = rests_on(claim.methods, training, runs, int(J))
             for metric in claim.metrics:
                 if metric not in measured:
                     continue

@@ -30,7 +30,7 @@ from choirbench.data_prep.release import resample_audio
 from choirbench.io import F0_MIN_HZ, read_f0_table, read_voice_notes, read_wav, write_text, write_wav
 from choirbench.methods.base import Method, check_output, get
 from choirbench.methods.checkpoints import read_checkpoint, save_checkpoint, training_identity
-from choirbench.params import resolve_params
+from choirbench.params import Limit, resolve_params
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,17 @@ BATCH_AUDIO_S = 32.0
 one U-Net block of 30 s): a batch of long blocks would need the memory blocks are there to save."""
 
 ENTRY_DEFAULTS = {"model": "", "data": "full", "small_fraction": 0.03, "small_seed": 0,
-                  "checkpoint_from": None, "params": {}, "train_parts": "SATB", "excerpt_s": 4.0,
-                  "f0_source": "truth", "threads": 1}
+                  "checkpoint_from": None, "params": {}, "train_parts": "SATB", "train_J": "per_J",
+                  "excerpt_s": 4.0, "f0_source": "truth", "threads": 1}
+ENTRY_LIMITS = {"train_J": Limit(types=(str, int), choices=("per_J", 1, 2, 3, 4))}
+"""``train_J``: ``per_J`` trains one model per test J on random J-voice combinations of
+``train_parts`` (the paper's separate 2- and 4-voice models); a number J trains one model on
+J-voice combinations and uses it for every test J (4 with SATB: one model of all four voices)."""
+
+
+def trained_J(entry: dict, J: int) -> int:
+    """The J of the model an entry separates J-voice mixtures with (see ``ENTRY_LIMITS``)."""
+    return int(J) if entry["train_J"] == "per_J" else int(entry["train_J"])
 
 
 def read_entry(path: Path) -> dict:
@@ -53,7 +62,7 @@ def read_entry(path: Path) -> dict:
     entry = json.loads(path.read_text())
     name = entry.pop("id", path.stem)
     params = entry.pop("params", None) or {}  # the method's own knobs: checked by the method itself
-    entry = resolve_params(ENTRY_DEFAULTS, entry, where=f"methods.{name}")
+    entry = resolve_params(ENTRY_DEFAULTS, entry, where=f"methods.{name}", limits=ENTRY_LIMITS)
     entry["params"] = params
     entry["id"] = name
     if not entry["model"]:
@@ -78,7 +87,7 @@ def training_songs(data_root: Path, entry: dict) -> list[str] | None:
 
 def training_entry(entry: dict) -> dict:
     """The entry-level keys that shape what a model learns (the method's own knobs are checked by the method)."""
-    keys = ["data", "train_parts", "excerpt_s", "f0_source"] + (["small_fraction", "small_seed"]
+    keys = ["data", "train_parts", "train_J", "excerpt_s", "f0_source"] + (["small_fraction", "small_seed"]
                                                                  if entry["data"] == "small" else [])
     return {k: entry[k] for k in keys}
 
@@ -87,17 +96,25 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def train(data_root: Path, entry: dict, seed: int, out_dir: Path, valid_examples: Path) -> Path:
-    """Train one method entry with one seed; writes ``out_dir/model.pt`` and logs.
+def train(data_root: Path, entry: dict, seed: int, out_dir: Path, valid_examples: Path, J: int | None = None) -> Path:
+    """Train one method entry with one seed for J-voice mixtures; writes ``out_dir/model.pt`` and logs.
 
-    The checkpoints record the entry and the training data's identity (hashes
-    of ``manifest.csv`` and of the validation list, the training songs), so
-    that a run resumes or reuses only a checkpoint trained on the same entry,
-    data and seed (:func:`choirbench.methods.training.train`).
+    ``J`` is the number of voices the model is trained for: each training excerpt mixes J random
+    parts of ``train_parts`` (:class:`ExcerptSampler`); ``None`` means all of ``train_parts``.
+    ``valid_examples`` should hold J-voice excerpts (the workflow gives ``examples/J{J}_valid.csv``).
+    The checkpoints record the entry, the J trained for and the training data's identity (hashes
+    of ``manifest.csv`` and of the validation list, the training songs), so that a run resumes or
+    reuses only a checkpoint trained on the same entry, J, data and seed
+    (:func:`choirbench.methods.training.train`). Raises ChoirbenchError for a J the entry's
+    ``train_J`` does not train (a per-J entry trains any J up to its parts; a fixed one only its own).
     """
     method = build(entry)
     if not method.trainable:
         raise ChoirbenchError(f"method {entry['id']!r} ({entry['model']}) is not trainable")
+    J = len(entry["train_parts"]) if J is None else int(J)
+    if entry["train_J"] != "per_J" and J != entry["train_J"]:
+        raise ChoirbenchError(f"methods.{entry['id']}.train_J is {entry['train_J']}: its model is trained for "
+                              f"J={entry['train_J']}, not J={J}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     songs = training_songs(data_root, entry)
@@ -106,12 +123,17 @@ def train(data_root: Path, entry: dict, seed: int, out_dir: Path, valid_examples
         log.info("small training set: %d songs (%s)", len(songs), ", ".join(songs))
     supervised = method.uses_isolated_voices
     sampler = ExcerptSampler(data_root, "train", tuple(entry["train_parts"]), seed=seed, songs=songs,
-                             excerpt_s=entry["excerpt_s"], f0_source=entry["f0_source"], with_voices=supervised)
+                             excerpt_s=entry["excerpt_s"], f0_source=entry["f0_source"], with_voices=supervised, J=J)
     valid = [load_example(data_root, row, f0_source=entry["f0_source"], excerpt_s=entry["excerpt_s"])
              for row in read_examples(valid_examples).itertuples()]
+    other = sorted({len(ex.parts) for ex in valid} - {J})
+    if other:  # a J-voice model chooses its checkpoint on J-voice mixtures
+        raise ChoirbenchError(f"{valid_examples}: holds {', '.join(map(str, other))}-voice excerpts; the model is "
+                              f"trained for J={J} and validated on J={J} excerpts (examples/J{J}_valid.csv)")
     if not supervised:  # unsupervised training never sees an isolated voice, not even in validation
         valid = [dataclasses.replace(ex, voices=None) for ex in valid]
-    provenance = {"entry": entry, "training_entry": training_entry(entry),
+    # the J trained for is part of the training identity: per-J checkpoints never resume each other
+    provenance = {"entry": {**entry, "trained_J": J}, "training_entry": {**training_entry(entry), "trained_J": J},
                   "data": {"manifest_sha256": _sha256(Path(data_root) / "manifest.csv"),
                            "valid_sha256": _sha256(valid_examples), "songs": songs if songs is not None else "all"}}
     return method.fit(sampler, valid, out_dir, seed, provenance=provenance)
@@ -143,7 +165,7 @@ def entry_from_checkpoint(checkpoint: Path, model: str | None = None, params: di
     if model is not None and state["method"] != model:
         raise ChoirbenchError(f"{checkpoint}: a {state['method']!r} checkpoint, not {model!r}")
     recorded = {k: v for k, v in state["entry"].items() if k in ENTRY_DEFAULTS and k != "params"}
-    entry = resolve_params(ENTRY_DEFAULTS, recorded, where=f"{checkpoint}: entry")
+    entry = resolve_params(ENTRY_DEFAULTS, recorded, where=f"{checkpoint}: entry", limits=ENTRY_LIMITS)
     entry["params"] = {**state["entry"].get("params", {}), **(params or {})}
     entry["id"] = state["entry"].get("id", state["method"])
     entry["model"] = state["method"]

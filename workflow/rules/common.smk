@@ -9,6 +9,7 @@ from snakemake.utils import min_version, validate
 from choirbench import ChoirbenchError
 from choirbench.config_check import check_config
 from choirbench.methods import get as get_method
+from choirbench.methods.harness import ENTRY_DEFAULTS, trained_J
 
 min_version("8.0")
 
@@ -65,10 +66,38 @@ def trained_by(method):
     return METHODS[method].get("checkpoint_from") or method
 
 
+def train_J_of(method):
+    """The entry's own `train_J`: "per_J" or a number."""
+    return METHODS[method].get("train_J", ENTRY_DEFAULTS["train_J"])
+
+
+def model_J(method, J):
+    """The J of the model `method` separates J-voice mixtures with. An entry that trains: its
+    train_J decides (per_J -> J, a number -> that one). An entry with checkpoint_from: a source
+    with a fixed train_J has that one model only; a per-J source lends the model its own train_J
+    picks (so `train_J: 4` there tests the source's 4-voice model at every J, at no training cost)."""
+    source = trained_by(method)
+    if train_J_of(source) != "per_J":
+        return int(train_J_of(source))
+    return trained_J({"train_J": train_J_of(method)}, int(J))
+
+
+def models_J(method, test_J):
+    """The J of every model `method` trains or uses for the `test_J` mixtures."""
+    return sorted({model_J(method, J) for J in test_J})
+
+
+def model_path(dataset, method, seed, J):
+    """The checkpoint `method` (an entry, or one with checkpoint_from) separates J-voice mixtures with:
+    results/models/{dataset}/{training entry}/seed{seed}/J{J trained for}/model.pt (train_J: per_J ->
+    the J-voice model; train_J: 4 -> the J4 model for every J). Every consumer asks here."""
+    return f"results/models/{dataset}/{trained_by(method)}/seed{seed}/J{model_J(method, J)}/model.pt"
+
+
 def checkpoint_input(wildcards):
     if not trainable(wildcards.method):
         return []
-    return f"results/models/{wildcards.dataset}/{trained_by(wildcards.method)}/seed{wildcards.seed}/model.pt"
+    return model_path(wildcards.dataset, wildcards.method, wildcards.seed, wildcards.J)
 
 
 def dataset_block(name):
@@ -112,8 +141,9 @@ def metric_tables(dataset):
 
 
 def train_logs(dataset):
-    trained = sorted({trained_by(m) for m in ENABLED if trainable(m)})
-    return [f"results/models/{dataset}/{m}/seed{s}/train_log.csv" for m in trained for s in config["seeds"]]
+    """The training logs of every model the run trains (per entry, seed and J trained for)."""
+    trained = sorted({(trained_by(m), J) for m in ENABLED if trainable(m) for J in models_J(m, config["J"])})
+    return [f"results/models/{dataset}/{m}/seed{s}/J{J}/train_log.csv" for m, J in trained for s in config["seeds"]]
 
 
 def final_outputs():

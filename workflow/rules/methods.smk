@@ -3,21 +3,21 @@
 
 rule train:
     message:
-        "Training {wildcards.method} (seed {wildcards.seed}) on {wildcards.dataset}"
+        "Training {wildcards.method} (seed {wildcards.seed}) for J={wildcards.J} on {wildcards.dataset}"
     input:
         manifest="results/data/{dataset}/manifest.csv",
-        valid="results/data/{dataset}/examples/J4_valid.csv",
+        valid="results/data/{dataset}/examples/J{J}_valid.csv",  # validated on its own J
         entry="results/config/{dataset}/methods/{method}.json",
         f0=f0_input,
     output:
-        model="results/models/{dataset}/{method}/seed{seed}/model.pt",
-        log_csv="results/models/{dataset}/{method}/seed{seed}/train_log.csv",
+        model="results/models/{dataset}/{method}/seed{seed}/J{J}/model.pt",  # see model_path (common.smk)
+        log_csv="results/models/{dataset}/{method}/seed{seed}/J{J}/train_log.csv",
     conda:
         "../envs/choirbench.yaml"
     log:
-        "results/logs/train/{dataset}/{method}/seed{seed}.log",
+        "results/logs/train/{dataset}/{method}/seed{seed}/J{J}.log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{method}/seed{seed}.tsv"
+        "results/benchmarks/train/{dataset}/{method}/seed{seed}/J{J}.tsv"
     threads: config["compute"]["train_threads"]
     resources:
         gpu=config["compute"]["gpus_per_training"],
@@ -25,8 +25,8 @@ rule train:
         runtime=config["compute"]["train_runtime_min"],
     shell:
         "choirbench train --data results/data/{wildcards.dataset} --method-config {input.entry} "
-        "--valid {input.valid} --seed {wildcards.seed} --threads {threads} "
-        "--out results/models/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+        "--valid {input.valid} --seed {wildcards.seed} --J {wildcards.J} --threads {threads} "
+        "--out results/models/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed}/J{wildcards.J} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule separate:

@@ -2,8 +2,9 @@
 
 
 def training_settings():
-    """JSON for `choirbench tables --training`: each trainable entry's trained model and its step
-    budget and patience (resolved with the method's defaults), for the claims' convergence notes."""
+    """JSON for `choirbench tables --training`: each trainable entry's trained model, its step budget
+    and patience (resolved with the method's defaults) and the J of the model used at each test J
+    (train_J), for the claims' convergence notes."""
     from choirbench.params import resolve_params
 
     out = {}
@@ -12,7 +13,8 @@ def training_settings():
             entry = trained_by(m)
             params = resolve_params(get_method(METHODS[entry]["model"]).defaults,
                                     METHODS[entry].get("params") or {}, f"methods.{entry}.params")
-            out[m] = {"trained_by": entry, "steps": params.get("steps"), "patience": params.get("patience")}
+            out[m] = {"trained_by": entry, "steps": params.get("steps"), "patience": params.get("patience"),
+                      "model_J": {str(J): model_J(m, J) for J in config["J"]}}  # which train log each J rests on
     return json.dumps(out, sort_keys=True)
 
 

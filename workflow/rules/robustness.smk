@@ -97,11 +97,7 @@ if ROBUSTNESS_CORRUPTIONS:
         input:
             examples="results/robustness/{dataset}/J{J}_test.csv",
             entry=rules.separate.input.entry,
-            checkpoint=lambda w: (
-                f"results/models/{w.dataset}/{trained_by(w.method)}/seed{ROBUSTNESS_SEED}/model.pt"
-                if trainable(w.method)
-                else []
-            ),
+            checkpoint=lambda w: model_path(w.dataset, w.method, ROBUSTNESS_SEED, w.J) if trainable(w.method) else [],
             f0=f0_input,
         output:
             [directory(f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}") for c in ROBUSTNESS_CORRUPTIONS],
