@@ -28,3 +28,4 @@ rule all:
         final_outputs(),
         robustness_outputs(),
         f0_outputs(),
+        report_pages(DATASET),
