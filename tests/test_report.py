@@ -78,7 +78,7 @@ def test_audio_page_and_spectrogram_from_separated_excerpts(tmp_path):
     # 2 excerpts x (mixture + 4 voices x (reference + 2 methods))
     assert page.count("<audio ") == 2 * (1 + 4 * 3)
     assert page.count('src="data:audio/wav;base64,') == 2 * (1 + 4 * 3)
-    assert page.count("<h3>") == 2 and "<th>oracle</th>" in page and "<th>mixture</th>" in page
+    assert page.count("<h3>") == 2 and "<th>oracle</th>" in page and "<th>reference</th>" in page
     png = (tmp_path / "report" / "spectrogram_J4.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
 

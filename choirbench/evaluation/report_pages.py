@@ -30,7 +30,8 @@ th, td { border: 1px solid #ccc; padding: 2px 7px; text-align: right; white-spac
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.2em; } h3 { font-size: 1em; }
-audio { height: 30px; width: 260px; vertical-align: middle; }
+audio { height: 30px; width: 250px; vertical-align: middle; }
+table.listen td { text-align: center; padding: 2px 4px; } table.listen th { text-align: left; }
 .muted { color: #666; font-size: 12px; }
 """
 
@@ -62,32 +63,34 @@ def wav_data_uri(audio: np.ndarray, sr: int = SAMPLE_RATE) -> str:
     return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _player(label: str, audio: np.ndarray, sr: int) -> str:
-    return (f"<td>{html.escape(label)}<br><audio controls preload=\"none\" "
-            f"src=\"{wav_data_uri(audio, sr)}\"></audio></td>")
+def _player(audio: np.ndarray, sr: int) -> str:
+    return f"<audio controls preload=\"metadata\" src=\"{wav_data_uri(audio, sr)}\"></audio>"
 
 
 def audio_page(excerpts: list[dict], out: Path, *, J: int) -> None:
-    """Players for the mixture, each reference voice and every method's estimate of it.
+    """Players for the mixture, each reference voice and every method's estimate of it: per excerpt,
+    the mixture, then a table with one column per voice and one row for the references and per method.
 
     ``excerpts``: one dict per excerpt with ``example_id``, ``parts`` (voice names), ``mixture``
     (samples), ``voices`` (voices x samples), ``sr`` (Hz) and ``estimates`` (method -> voices x
     samples, in the order of ``parts``).
     """
+    from choirbench.evaluation.figures import figure_order
+
     blocks = [f"<h2>Listen: J = {J} test excerpts</h2>",
               "<p class=\"muted\">16-bit WAV at the benchmark's sample rate, levels as the methods wrote "
-              "them (no normalisation), so that a quiet or loud estimate sounds as it scores.</p>"]
+              "them (no normalisation), so that a quiet or loud estimate sounds as it scores. "
+              "<code>mixture</code> is the mixture &divide; J bound, <code>oracle</code> the ideal ratio mask.</p>"]
     for ex in excerpts:
         sr = ex["sr"]
-        blocks.append(f"<h3>{html.escape(str(ex['example_id']))}</h3><table>"
-                      f"<tr>{_player('mixture', ex['mixture'], sr)}</tr>")
-        methods = list(ex["estimates"])
-        blocks.append("<tr><th>voice</th><th>reference</th>"
-                      + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>")
-        for j, part in enumerate(ex["parts"]):
-            cells = [f"<td><b>{html.escape(part)}</b></td>", _player("reference", ex["voices"][j], sr)]
-            cells += [_player(m, ex["estimates"][m][j], sr) for m in methods]
-            blocks.append("<tr>" + "".join(cells) + "</tr>")
+        blocks.append(f"<h3>{html.escape(str(ex['example_id']))}</h3>"
+                      f"<p><b>mixture</b> {_player(ex['mixture'], sr)}</p><table class=\"listen\">"
+                      "<tr><th></th>" + "".join(f"<th>{html.escape(p)}</th>" for p in ex["parts"]) + "</tr>")
+        rows = [("reference", ex["voices"])] + [(m, ex["estimates"][m]) for m in figure_order(ex["estimates"])]
+        for label, voices in rows:
+            blocks.append(f"<tr><th>{html.escape(label)}</th>"
+                          + "".join(f"<td>{_player(voices[j], sr)}</td>" for j in range(len(ex["parts"])))
+                          + "</tr>")
         blocks.append("</table>")
     write_text(out, _page(f"Listen (J = {J})", "\n".join(blocks)))
 
@@ -128,11 +131,11 @@ def spectrogram_panel(excerpt: dict, voice: int, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from choirbench.evaluation.figures import save_figure
+    from choirbench.evaluation.figures import figure_order, save_figure
 
     sr, part = excerpt["sr"], excerpt["parts"][voice]
     signals = [("mixture", excerpt["mixture"]), (f"reference {part}", excerpt["voices"][voice])]
-    signals += [(f"{m}: {part}", est[voice]) for m, est in excerpt["estimates"].items()]
+    signals += [(f"{m}: {part}", excerpt["estimates"][m][voice]) for m in figure_order(excerpt["estimates"])]
 
     def mel(x):
         return librosa.feature.melspectrogram(y=np.asarray(x, dtype=np.float32), sr=sr, n_fft=1024,
@@ -148,6 +151,7 @@ def spectrogram_panel(excerpt: dict, voice: int, out: Path) -> None:
         image = librosa.display.specshow(np.maximum(db, -80.0), sr=sr, hop_length=256, x_axis="time",
                                          y_axis="mel", fmax=sr / 2, ax=ax, vmin=-80, vmax=0, cmap="magma")
         ax.set_title(label, fontsize=10)
+        ax.set_xlabel("time (s)")
         ax.label_outer()
     for ax in axes.flat[len(signals):]:
         ax.axis("off")
