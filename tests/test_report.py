@@ -53,14 +53,17 @@ def test_a_missing_markdown_file_is_one_line(tmp_path, capsys):
     assert "nope.md" in capsys.readouterr().err
 
 
-def test_wav_data_uri_is_16_bit_pcm_of_the_signal():
+def test_audio_data_uri_decodes_to_the_signal():
     x = 0.5 * np.sin(2 * np.pi * 220 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)
-    uri = report_pages.wav_data_uri(np.concatenate([x, [3.0]]))
-    assert uri.startswith("data:audio/wav;base64,")
-    audio, sr = sf.read(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), dtype="float64")
-    info = sf.info(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
-    assert sr == SAMPLE_RATE and info.subtype == "PCM_16" and len(audio) == SAMPLE_RATE + 1
-    assert np.max(np.abs(audio[:-1] - x)) < 1e-4 and audio[-1] == pytest.approx(1.0, abs=1e-4)  # clipped
+    uri = report_pages.audio_data_uri(np.concatenate([x, [3.0]]))
+    mime, payload = uri.split(",", 1)
+    assert mime in ("data:audio/mpeg;base64", "data:audio/wav;base64")
+    audio, sr = sf.read(io.BytesIO(base64.b64decode(payload)), dtype="float64")
+    assert sr == SAMPLE_RATE and abs(len(audio) - (SAMPLE_RATE + 1)) <= 1152  # MP3 pads to whole frames
+    # a lossy copy of the tone (not silence, not noise): correlation with the original near 1
+    n = min(len(audio), SAMPLE_RATE)
+    assert np.corrcoef(audio[:n], x[:n])[0, 1] > 0.95
+    assert len(payload) < 0.25 * 4 / 3 * 2 * SAMPLE_RATE or mime.endswith("wav;base64")  # MP3: < 1/4 of a WAV
 
 
 def test_audio_page_and_spectrogram_from_separated_excerpts(tmp_path):
@@ -74,11 +77,15 @@ def test_audio_page_and_spectrogram_from_separated_excerpts(tmp_path):
         estimates.append(f"{method}={tmp_path / 'est' / method}")
     assert main(["report-pages", "--data", str(data), "--examples", str(examples), "--estimates", *estimates,
                  "--J", "4", "--excerpts", "2", "--out", str(tmp_path / "report")]) == 0
-    page = (tmp_path / "report" / "listen_J4.html").read_text()
-    # 2 excerpts x (mixture + 4 voices x (reference + 2 methods))
-    assert page.count("<audio ") == 2 * (1 + 4 * 3)
-    assert page.count('src="data:audio/wav;base64,') == 2 * (1 + 4 * 3)
-    assert page.count("<h3>") == 2 and "<th>oracle</th>" in page and "<th>reference</th>" in page
+    pages = sorted((tmp_path / "report").glob("listen_J4_*.html"))
+    assert [p.name for p in pages] == ["listen_J4_1.html", "listen_J4_2.html"]
+    for page in (p.read_text() for p in pages):
+        # mixture + 4 voices x (reference + 2 methods), each an <audio> with its data inside
+        assert page.count("<audio ") == 1 + 4 * 3
+        assert len(re.findall(r'<audio [^>]*src="data:audio/(mpeg|wav);base64,', page)) == 1 + 4 * 3
+        assert "<th>oracle</th>" in page and "<th>reference</th>" in page and "<th>B</th>" in page
+        assert len(page) < report_pages.MAX_PAGE_BYTES
+    assert pages[0].read_text() != pages[1].read_text()
     png = (tmp_path / "report" / "spectrogram_J4.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
 
@@ -90,7 +97,7 @@ def test_a_missing_estimate_is_named(tmp_path, capsys):
                  "--estimates", f"sf={tmp_path / 'none'}", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "none") in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "r" / "listen_J4.html").exists()
+    assert not list((tmp_path / "r").glob("listen_*.html"))
 
 
 def test_provenance_page_names_config_hash_versions_seeds_and_date(tmp_path):
@@ -128,3 +135,14 @@ def test_progress_line_gives_step_losses_and_eta():
     assert line.endswith("ETA 1:34:00")
     between = progress_line("u seed 1", 5, 10, 1.0, None, float("inf"), 5.0, run_s=0.0, steps_run=0)
     assert "valid -" in between and "best -" in between and between.endswith("ETA ?")
+
+
+def test_more_excerpts_asked_than_listed_is_refused(tmp_path, capsys):
+    data = make_tiny_dataset(tmp_path / "data", songs={"song1": "test"}, seconds=10.0, singers=1)
+    examples = write_examples(data, 4, "test", seed=0, skip_first=False, max_examples=1)
+    entry_path = tmp_path / "oracle.json"
+    entry_path.write_text(json.dumps({"id": "oracle", "model": "oracle"}))
+    separate_examples(data, examples, read_entry(entry_path), None, tmp_path / "est")
+    assert main(["report-pages", "--data", str(data), "--examples", str(examples), "--estimates",
+                 f"oracle={tmp_path / 'est'}", "--excerpts", "3", "--out", str(tmp_path / "r")]) == 2
+    assert "report_audio.excerpts" in capsys.readouterr().err

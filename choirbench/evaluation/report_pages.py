@@ -12,6 +12,7 @@ import hashlib
 import html
 import io
 import json
+import logging
 import platform
 from datetime import datetime, timezone
 from importlib import metadata
@@ -22,6 +23,8 @@ import soundfile as sf
 
 from choirbench import SAMPLE_RATE, ChoirbenchError
 from choirbench.io import read_wav, write_text
+
+log = logging.getLogger(__name__)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 0.5em; color: #222; }
@@ -55,44 +58,58 @@ def markdown_page(markdown_path: Path, out: Path, title: str | None = None) -> N
     write_text(out, _page(title or path.stem, body))
 
 
-def wav_data_uri(audio: np.ndarray, sr: int = SAMPLE_RATE) -> str:
-    """A mono float signal as a ``data:audio/wav;base64,...`` URI of a 16-bit PCM WAV (half the size
-    of the float file, transparent for listening); samples beyond ±1 are clipped."""
+MAX_PAGE_BYTES = 1_500_000
+"""Largest page the report can show: Snakemake embeds an HTML item as a base64 ``data:`` URI in an
+iframe, and Chromium refuses URLs over 2 MiB (a blank frame), so the audio is MP3 and split into
+one page per excerpt."""
+
+
+def audio_data_uri(audio: np.ndarray, sr: int = SAMPLE_RATE) -> str:
+    """A mono float signal as a ``data:`` URI that every browser plays: MP3 at libsndfile's best
+    quality (~35 kbit/s at 16 kHz, an eighth of a 16-bit WAV), or a 16-bit PCM WAV where this
+    libsndfile cannot write MP3. Samples beyond ±1 are clipped."""
+    audio = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
-    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    if "MP3" in sf.available_formats():
+        sf.write(buffer, audio, sr, format="MP3", subtype="MPEG_LAYER_III", compression_level=0.0)
+        mime = "audio/mpeg"
+    else:
+        sf.write(buffer, audio, sr, format="WAV", subtype="PCM_16")
+        mime = "audio/wav"
+    return f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _player(audio: np.ndarray, sr: int) -> str:
-    return f"<audio controls preload=\"metadata\" src=\"{wav_data_uri(audio, sr)}\"></audio>"
+    return f"<audio controls preload=\"metadata\" src=\"{audio_data_uri(audio, sr)}\"></audio>"
 
 
-def audio_page(excerpts: list[dict], out: Path, *, J: int) -> None:
-    """Players for the mixture, each reference voice and every method's estimate of it: per excerpt,
-    the mixture, then a table with one column per voice and one row for the references and per method.
+def audio_page(ex: dict, out: Path, *, J: int) -> None:
+    """Players for one excerpt: the mixture, then a table with one column per voice and one row for
+    the references and per method (in the box plots' order).
 
-    ``excerpts``: one dict per excerpt with ``example_id``, ``parts`` (voice names), ``mixture``
-    (samples), ``voices`` (voices x samples), ``sr`` (Hz) and ``estimates`` (method -> voices x
-    samples, in the order of ``parts``).
+    ``ex``: ``example_id``, ``parts`` (voice names), ``mixture`` (samples), ``voices`` (voices x
+    samples), ``sr`` (Hz) and ``estimates`` (method -> voices x samples, in the order of ``parts``).
+    A page over :data:`MAX_PAGE_BYTES` is written with a warning (Chromium may not show it).
     """
     from choirbench.evaluation.figures import figure_order
 
-    blocks = [f"<h2>Listen: J = {J} test excerpts</h2>",
-              "<p class=\"muted\">16-bit WAV at the benchmark's sample rate, levels as the methods wrote "
-              "them (no normalisation), so that a quiet or loud estimate sounds as it scores. "
-              "<code>mixture</code> is the mixture &divide; J bound, <code>oracle</code> the ideal ratio mask.</p>"]
-    for ex in excerpts:
-        sr = ex["sr"]
-        blocks.append(f"<h3>{html.escape(str(ex['example_id']))}</h3>"
-                      f"<p><b>mixture</b> {_player(ex['mixture'], sr)}</p><table class=\"listen\">"
-                      "<tr><th></th>" + "".join(f"<th>{html.escape(p)}</th>" for p in ex["parts"]) + "</tr>")
-        rows = [("reference", ex["voices"])] + [(m, ex["estimates"][m]) for m in figure_order(ex["estimates"])]
-        for label, voices in rows:
-            blocks.append(f"<tr><th>{html.escape(label)}</th>"
-                          + "".join(f"<td>{_player(voices[j], sr)}</td>" for j in range(len(ex["parts"])))
-                          + "</tr>")
-        blocks.append("</table>")
-    write_text(out, _page(f"Listen (J = {J})", "\n".join(blocks)))
+    sr = ex["sr"]
+    blocks = [f"<h2>Listen: {html.escape(str(ex['example_id']))} (J = {J})</h2>",
+              "<p class=\"muted\">Levels as the methods wrote them (no normalisation), so that a quiet or loud "
+              "estimate sounds as it scores; MP3 of the 16-kHz signals. <code>mixture</code> is the mixture "
+              "&divide; J bound, <code>oracle</code> the ideal ratio mask.</p>",
+              f"<p><b>mixture</b> {_player(ex['mixture'], sr)}</p><table class=\"listen\">"
+              "<tr><th></th>" + "".join(f"<th>{html.escape(p)}</th>" for p in ex["parts"]) + "</tr>"]
+    rows = [("reference", ex["voices"])] + [(m, ex["estimates"][m]) for m in figure_order(ex["estimates"])]
+    for label, voices in rows:
+        blocks.append(f"<tr><th>{html.escape(label)}</th>"
+                      + "".join(f"<td>{_player(voices[j], sr)}</td>" for j in range(len(ex["parts"]))) + "</tr>")
+    blocks.append("</table>")
+    page = _page(f"Listen: {ex['example_id']}", "\n".join(blocks))
+    if len(page) > MAX_PAGE_BYTES:
+        log.warning("%s: %.1f MB, more than a browser may show inside the report (fewer methods per page would "
+                    "help)", out, len(page) / 1e6)
+    write_text(out, page)
 
 
 def load_excerpts(data_root: Path, examples_csv: Path, estimates: dict[str, Path], n: int,
@@ -196,5 +213,5 @@ def provenance_page(config: dict, out: Path) -> None:
     write_text(out, _page("Provenance", body))
 
 
-__all__ = ["audio_page", "config_sha256", "load_excerpts", "markdown_page", "provenance", "provenance_page",
-           "spectrogram_panel", "wav_data_uri"]
+__all__ = ["MAX_PAGE_BYTES", "audio_page", "config_sha256", "load_excerpts", "markdown_page", "provenance", "provenance_page",
+           "spectrogram_panel", "audio_data_uri"]

@@ -127,11 +127,17 @@ def report_estimates(dataset):
     return {m: f"results/estimates/{dataset}/{m}/seed{seeds_of(m)[0]}/J{REPORT_AUDIO_J}" for m in ENABLED}
 
 
+def listen_pages(dataset):
+    """One page per excerpt: Snakemake shows an HTML item as a data URI, which Chromium caps at 2 MiB."""
+    return [f"results/report/{dataset}/listen_J{REPORT_AUDIO_J}_{n}.html"
+            for n in range(1, config["report_audio"]["excerpts"] + 1)]
+
+
 def report_pages(dataset):
     return [
         f"results/report/{dataset}/claims.html",
         *report_markdown(dataset),
-        f"results/report/{dataset}/listen_J{REPORT_AUDIO_J}.html",
+        *listen_pages(dataset),
         f"results/report/{dataset}/provenance.html",
     ]
 
@@ -183,7 +189,8 @@ rule report_listen:
         estimates=lambda w: list(report_estimates(w.dataset).values()),
     output:
         listen=report(
-            f"results/report/{{dataset}}/listen_J{REPORT_AUDIO_J}.html",
+            expand("results/report/{{dataset}}/listen_J{J}_{n}.html", J=REPORT_AUDIO_J,
+                   n=range(1, config["report_audio"]["excerpts"] + 1)),
             caption="../report/listen.rst",
             category="4 Listen",
         ),
