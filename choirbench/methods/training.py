@@ -185,6 +185,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
 
         started = time.perf_counter() - elapsed
         first_step, first_elapsed, last_progress = step, elapsed, elapsed
+        run = f"{header['entry'].get('id', method.name)} seed {seed}"  # the entry (sf-us), not the model (sf)
         stop = False
         while step < settings.steps and not stop:
             model.train()
@@ -204,7 +205,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
             log_row(step, "train", loss.item(), sched.get_last_lr()[0], elapsed)
             if elapsed - last_progress >= PROGRESS_EVERY_S and step % settings.valid_every:
                 # long stretches between validations still show the run is alive, and its ETA
-                log.info("%s", progress_line(f"{method.name} seed {seed}", step, settings.steps, loss.item(),
+                log.info("%s", progress_line(run, step, settings.steps, loss.item(),
                                              None, best, elapsed, run_s=elapsed - first_elapsed,
                                              steps_run=step - first_step))
                 last_progress = elapsed
@@ -217,7 +218,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
                 else:
                     bad_validations += 1
                     stop = bad_validations >= settings.patience
-                log.info("%s", progress_line(f"{method.name} seed {seed}", step, settings.steps, loss.item(), valid,
+                log.info("%s", progress_line(run, step, settings.steps, loss.item(), valid,
                                              best, elapsed, run_s=elapsed - first_elapsed, steps_run=step - first_step))
                 last_progress = elapsed
                 if stop:
