@@ -1,21 +1,6 @@
 # Tables, figures and the HTML report (written by `snakemake --report` when the run succeeds).
 
 
-def training_settings():
-    """JSON for `choirbench tables --training`: each trainable entry's trained model and its step
-    budget and patience (resolved with the method's defaults), for the claims' convergence notes."""
-    from choirbench.params import resolve_params
-
-    out = {}
-    for m in ENABLED:
-        if trainable(m):
-            entry = trained_by(m)
-            params = resolve_params(get_method(METHODS[entry]["model"]).defaults,
-                                    METHODS[entry].get("params") or {}, f"methods.{entry}.params")
-            out[m] = {"trained_by": entry, "steps": params.get("steps"), "patience": params.get("patience")}
-    return json.dumps(out, sort_keys=True)
-
-
 rule tables:
     message:
         "Aggregating the results of {wildcards.dataset} into tables"
@@ -103,45 +88,6 @@ rule interpret:
 # so the claims and tables are rendered to HTML; categories are sorted by name, hence the numbers.
 
 
-def report_audio_J():
-    """The J of the excerpts the report plays (report_audio.J, default the largest J of the run)."""
-    J = config["report_audio"].get("J") or max(config["J"])
-    if J not in config["J"]:
-        sys.exit(f"choirbench: error: report_audio.J: {J} is not one of the run's J {config['J']}")
-    return J
-
-
-REPORT_AUDIO_J = report_audio_J()
-
-
-def report_markdown(dataset):
-    """The tables rendered as pages: J tables, data efficiency, and robustness / F0 accuracy when run."""
-    extra = [p for p in robustness_outputs() + f0_outputs()
-             if p.endswith(".md") and p.startswith(f"results/tables/{dataset}/")]
-    names = [f"J{J}" for J in config["J"]] + ["data_efficiency"] + [Path(p).stem for p in extra]
-    return [f"results/report/{dataset}/tables/{name}.html" for name in names]
-
-
-def report_estimates(dataset):
-    """method -> the estimates of its first seed for the excerpts the report plays."""
-    return {m: f"results/estimates/{dataset}/{m}/seed{seeds_of(m)[0]}/J{REPORT_AUDIO_J}" for m in ENABLED}
-
-
-def listen_pages(dataset):
-    """One page per excerpt: Snakemake shows an HTML item as a data URI, which Chromium caps at 2 MiB."""
-    return [f"results/report/{dataset}/listen_J{REPORT_AUDIO_J}_{n}.html"
-            for n in range(1, config["report_audio"]["excerpts"] + 1)]
-
-
-def report_pages(dataset):
-    return [
-        f"results/report/{dataset}/claims.html",
-        *report_markdown(dataset),
-        *listen_pages(dataset),
-        f"results/report/{dataset}/provenance.html",
-    ]
-
-
 rule report_claims:
     message:
         "Rendering the claims of {wildcards.dataset} for the report"
@@ -202,6 +148,7 @@ rule report_listen:
     params:
         estimates=lambda w: " ".join(f"{m}={d}" for m, d in report_estimates(w.dataset).items()),
         excerpts=config["report_audio"]["excerpts"],
+        J=REPORT_AUDIO_J,
         excerpt_s=config["examples"]["excerpt_s"],
     conda:
         "../envs/choirbench.yaml"
@@ -209,7 +156,7 @@ rule report_listen:
         "results/logs/report/{dataset}_listen.log",
     shell:
         "choirbench report-pages --data results/data/{wildcards.dataset} --examples {input.examples} "
-        "--estimates {params.estimates} --J " + str(REPORT_AUDIO_J) + " --excerpts {params.excerpts} "
+        "--estimates {params.estimates} --J {params.J} --excerpts {params.excerpts} "
         "--excerpt-s {params.excerpt_s} --out results/report/{wildcards.dataset} "
         "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
