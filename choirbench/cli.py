@@ -264,7 +264,11 @@ def cmd_report_pages(args) -> None:
             raise ChoirbenchError(f"{args.examples}: {len(excerpts)} excerpts, fewer than the {args.excerpts} to "
                                   "listen to (config report_audio.excerpts)")
         for number, excerpt in enumerate(excerpts, 1):
-            report_pages.audio_page(excerpt, out / f"listen_J{args.J}_{number}.html", J=args.J)
+            if len(excerpt["parts"]) != args.J:
+                raise ChoirbenchError(f"{args.examples}: excerpt {excerpt['example_id']} has "
+                                      f"{len(excerpt['parts'])} voices, not --J {args.J}")
+            for voice in range(args.J):
+                report_pages.audio_page(excerpt, voice, out / f"listen_J{args.J}_{number}_v{voice + 1}.html", J=args.J)
         report_pages.spectrogram_panel(excerpts[0], 0, out / f"spectrogram_J{args.J}.png")
 
 
@@ -463,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", nargs="*", default=[], help="Markdown files to render as {stem}.html")
     p.add_argument("--config-json", help="the run's config (JSON) for provenance.html")
     p.add_argument("--estimates", nargs="*", default=[], help="METHOD=FOLDER of separated J-voice excerpts "
-                                                              "(listen_J{J}_{n}.html, n = 1..excerpts; spectrogram_J{J}.png)")
+                                                              "(listen_J{J}_{n}_v{voice}.html, n = 1..excerpts, voice = 1..J; "
+                                                              "spectrogram_J{J}.png)")
     p.add_argument("--data", help="prepared dataset folder (references and mixtures)")
     p.add_argument("--examples", help="the J-voice test list the estimates were made from")
     p.add_argument("--J", type=int, default=4)

@@ -33,7 +33,7 @@ th, td { border: 1px solid #ccc; padding: 2px 7px; text-align: right; white-spac
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.2em; } h3 { font-size: 1em; }
-audio { height: 30px; width: 225px; vertical-align: middle; }
+audio { height: 30px; width: 320px; vertical-align: middle; }
 table.listen td { text-align: center; padding: 2px 4px; } table.listen th { text-align: left; }
 .muted { color: #666; font-size: 12px; }
 """
@@ -61,13 +61,12 @@ def markdown_page(markdown_path: Path, out: Path, title: str | None = None) -> N
 MAX_PAGE_BYTES = 1_500_000
 """Largest page the report can show: Snakemake embeds an HTML item as a base64 ``data:`` URI in an
 iframe, and Chromium refuses URLs over 2 MiB (a blank frame), so the audio is MP3 and split into
-one page per excerpt."""
+one page per excerpt and voice."""
 
 
 def audio_data_uri(audio: np.ndarray, sr: int = SAMPLE_RATE) -> str:
     """A mono float signal as a ``data:`` URI that every browser plays: MP3 (libsndfile's compression
-    level 0.5, ~40 kbit/s for a 16-kHz voice, a sixth of a 16-bit WAV: 50 players per page stay
-    under :data:`MAX_PAGE_BYTES`), or a 16-bit PCM WAV where this libsndfile cannot write MP3.
+    level 0.5, ~40 kbit/s for a 16-kHz voice, a sixth of a 16-bit WAV), or a 16-bit PCM WAV where this libsndfile cannot write MP3.
     Samples beyond ±1 are clipped."""
     audio = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
     buffer = io.BytesIO()
@@ -84,32 +83,29 @@ def _player(audio: np.ndarray, sr: int) -> str:
     return f"<audio controls preload=\"metadata\" src=\"{audio_data_uri(audio, sr)}\"></audio>"
 
 
-def audio_page(ex: dict, out: Path, *, J: int) -> None:
-    """Players for one excerpt: the mixture, then a table with one column per voice and one row for
-    the references and per method (in the box plots' order).
+def audio_page(ex: dict, voice: int, out: Path, *, J: int) -> None:
+    """Players for one voice of one excerpt: the mixture, the reference voice and every method's
+    estimate of it (in the box plots' order), one row each.
 
     ``ex``: ``example_id``, ``parts`` (voice names), ``mixture`` (samples), ``voices`` (voices x
-    samples), ``sr`` (Hz) and ``estimates`` (method -> voices x samples, in the order of ``parts``).
-    A page over :data:`MAX_PAGE_BYTES` is written with a warning (Chromium may not show it).
+    samples), ``sr`` (Hz) and ``estimates`` (method -> voices x samples, in the order of ``parts``);
+    ``voice``: index into ``parts``. One page per voice keeps a page of 20 methods well under
+    :data:`MAX_PAGE_BYTES`; a larger one is written with a warning (Chromium may not show it).
     """
     from choirbench.evaluation.figures import figure_order
 
-    sr = ex["sr"]
-    blocks = [f"<h2>Listen: {html.escape(str(ex['example_id']))} (J = {J})</h2>",
-              "<p class=\"muted\">Levels as the methods wrote them (no normalisation), so that a quiet or loud "
-              "estimate sounds as it scores; MP3 of the 16-kHz signals. <code>mixture</code> is the mixture "
-              "&divide; J bound, <code>oracle</code> the ideal ratio mask.</p>",
-              f"<p><b>mixture</b> {_player(ex['mixture'], sr)}</p><table class=\"listen\">"
-              "<tr><th></th>" + "".join(f"<th>{html.escape(p)}</th>" for p in ex["parts"]) + "</tr>"]
-    rows = [("reference", ex["voices"])] + [(m, ex["estimates"][m]) for m in figure_order(ex["estimates"])]
-    for label, voices in rows:
-        blocks.append(f"<tr><th>{html.escape(label)}</th>"
-                      + "".join(f"<td>{_player(voices[j], sr)}</td>" for j in range(len(ex["parts"]))) + "</tr>")
-    blocks.append("</table>")
-    page = _page(f"Listen: {ex['example_id']}", "\n".join(blocks))
+    sr, part = ex["sr"], ex["parts"][voice]
+    rows = [("mixture (input)", ex["mixture"]), (f"reference {part}", ex["voices"][voice])]
+    rows += [(m, ex["estimates"][m][voice]) for m in figure_order(ex["estimates"])]
+    body = [f"<h2>Listen: voice {html.escape(part)} of {html.escape(str(ex['example_id']))} (J = {J})</h2>",
+            "<p class=\"muted\">Levels as the methods wrote them (no normalisation), so that a quiet or loud "
+            "estimate sounds as it scores; MP3 of the 16-kHz signals. <code>mixture</code> is the mixture "
+            "&divide; J bound, <code>oracle</code> the ideal ratio mask.</p><table class=\"listen\">"]
+    body += [f"<tr><th>{html.escape(label)}</th><td>{_player(audio, sr)}</td></tr>" for label, audio in rows]
+    body.append("</table>")
+    page = _page(f"Listen: {ex['example_id']} {part}", "\n".join(body))
     if len(page) > MAX_PAGE_BYTES:
-        log.warning("%s: %.1f MB, more than a browser may show inside the report (fewer methods per page would "
-                    "help)", out, len(page) / 1e6)
+        log.warning("%s: %.1f MB, more than a browser may show inside the report", out, len(page) / 1e6)
     write_text(out, page)
 
 

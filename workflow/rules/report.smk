@@ -135,8 +135,8 @@ rule report_listen:
         estimates=lambda w: list(report_estimates(w.dataset).values()),
     output:
         listen=report(
-            expand("results/report/{{dataset}}/listen_J{J}_{n}.html", J=REPORT_AUDIO_J,
-                   n=range(1, config["report_audio"]["excerpts"] + 1)),
+            expand("results/report/{{dataset}}/listen_J{J}_{n}_v{voice}.html", J=REPORT_AUDIO_J,
+                   n=range(1, config["report_audio"]["excerpts"] + 1), voice=range(1, REPORT_AUDIO_J + 1)),
             caption="../report/listen.rst",
             category="4 Listen",
         ),

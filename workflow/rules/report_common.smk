@@ -42,9 +42,9 @@ def report_estimates(dataset):
 
 
 def listen_pages(dataset):
-    """One page per excerpt: Snakemake shows an HTML item as a data URI, which Chromium caps at 2 MiB."""
-    return [f"results/report/{dataset}/listen_J{REPORT_AUDIO_J}_{n}.html"
-            for n in range(1, config["report_audio"]["excerpts"] + 1)]
+    """One page per excerpt and voice: Snakemake shows an HTML item as a data URI, which Chromium caps at 2 MiB."""
+    return expand("results/report/{dataset}/listen_J{J}_{n}_v{voice}.html", dataset=dataset, J=REPORT_AUDIO_J,
+                  n=range(1, config["report_audio"]["excerpts"] + 1), voice=range(1, REPORT_AUDIO_J + 1))
 
 
 def report_pages(dataset):
