@@ -17,6 +17,7 @@ include: "workflow/rules/snapshots.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/methods.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report_common.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/robustness.smk"
 include: "workflow/rules/f0.smk"
@@ -28,3 +29,4 @@ rule all:
         final_outputs(),
         robustness_outputs(),
         f0_outputs(),
+        report_pages(DATASET),

@@ -241,6 +241,41 @@ def cmd_figures(args) -> None:
         training_curves(logs, Path(args.curves))
 
 
+def cmd_report_pages(args) -> None:
+    from choirbench.evaluation import report_pages
+
+    out = Path(args.out)
+    for path in map(Path, args.markdown):
+        report_pages.markdown_page(path, out / f"{path.stem}.html")
+    if args.config_json is not None:
+        try:
+            config = json.loads(args.config_json)
+        except json.JSONDecodeError as err:
+            raise ChoirbenchError(f"--config-json: not JSON ({err})") from None
+        report_pages.provenance_page(config, out / "provenance.html")
+    if args.estimates:
+        estimates = {}
+        for item in args.estimates:
+            method, sep, folder = item.partition("=")
+            if not sep or not method or not folder:
+                raise ChoirbenchError(f"--estimates: {item!r} is not METHOD=FOLDER")
+            estimates[method] = Path(folder)
+        if args.data is None or args.examples is None:
+            raise ChoirbenchError("--estimates needs --data and --examples")
+        excerpts = report_pages.load_excerpts(Path(args.data), Path(args.examples), estimates, args.excerpts,
+                                              args.excerpt_s)
+        if len(excerpts) < args.excerpts:
+            raise ChoirbenchError(f"{args.examples}: {len(excerpts)} excerpts, fewer than the {args.excerpts} to "
+                                  "listen to (config report_audio.excerpts)")
+        for number, excerpt in enumerate(excerpts, 1):
+            if len(excerpt["parts"]) != args.J:
+                raise ChoirbenchError(f"{args.examples}: excerpt {excerpt['example_id']} has "
+                                      f"{len(excerpt['parts'])} voices, not --J {args.J}")
+            for voice in range(args.J):
+                report_pages.audio_page(excerpt, voice, out / f"listen_J{args.J}_{number}_v{voice + 1}.html", J=args.J)
+        report_pages.spectrogram_panel(excerpts[0], 0, out / f"spectrogram_J{args.J}.png")
+
+
 def cmd_robustness_examples(args) -> None:
     from choirbench.data_prep.f0_corruption import study_excerpts
     from choirbench.data_prep.prepared import read_examples
@@ -436,6 +471,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-logs", nargs="*", default=[])
     p.add_argument("--curves", help="path of the training-curves PNG")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("report-pages", help="the report's pages: Markdown tables as HTML, audio players, a "
+                                            "spectrogram panel, the run's provenance")
+    p.add_argument("--markdown", nargs="*", default=[], help="Markdown files to render as {stem}.html")
+    p.add_argument("--config-json", help="the run's config (JSON) for provenance.html")
+    p.add_argument("--estimates", nargs="*", default=[], help="METHOD=FOLDER of separated J-voice excerpts "
+                                                              "(listen_J{J}_{n}_v{voice}.html, n = 1..excerpts, voice = 1..J; "
+                                                              "spectrogram_J{J}.png)")
+    p.add_argument("--data", help="prepared dataset folder (references and mixtures)")
+    p.add_argument("--examples", help="the J-voice test list the estimates were made from")
+    p.add_argument("--J", type=int, default=4)
+    p.add_argument("--excerpts", type=int, default=2, help="how many excerpts get players")
+    p.add_argument("--excerpt-s", type=float, default=EXCERPT_SECONDS)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report_pages)
 
     p = sub.add_parser("robustness-examples", help="the robustness study's excerpts: a test list's rows spread evenly")
     p.add_argument("--examples", required=True, help="excerpt list (examples/J4_test.csv)")

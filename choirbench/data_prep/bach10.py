@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 import scipy.io
 
 from choirbench import ChoirbenchError
@@ -139,7 +140,7 @@ def prepare(out_root: Path, params: dict) -> None:
         checked = verify_sha256_list(base, CHECKSUMS, only=set(songs))
         log.info("bach10: %d audio files match their sha256 sums", checked)
     writer = PreparedWriter(out_root, "bach10")
-    for song in songs:
+    for song in tqdm(songs, desc="bach10", unit="song", disable=None):
         folder = base / song
         times, f0_hz = read_gt_f0(folder / f"{song}-GTF0s.mat")
         notes_path = folder / f"{song}-GTNotes.mat"

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.f0 import pyin_f0
@@ -84,7 +85,7 @@ def prepare(out_root: Path, params: dict) -> None:
     songs = select(sorted(found), params["songs"], "datasets.bcbq.songs")
     valid = {int(i) for i in params["valid_indices"]}
     writer = PreparedWriter(out_root, "bcbq")
-    for song in songs:
+    for song in tqdm(songs, desc="bcbq", unit="song", disable=None):
         info = found[song]
         parts = sorted({p for seg in info["segments"].values() for p in seg}, key="SATB".index)
         stems = {p: [] for p in parts}

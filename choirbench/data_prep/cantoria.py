@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from choirbench import SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
@@ -120,7 +121,7 @@ def prepare(out_root: Path, params: dict) -> None:
     songs = select(sorted(found), params["songs"], "datasets.cantoria.songs")
     splits = piece_splits(sorted(found), params)
     writer = PreparedWriter(out_root, "cantoria")
-    for song in songs:
+    for song in tqdm(songs, desc="cantoria", unit="song", disable=None):
         stems, f0 = {}, {}
         for part, wav in sorted(found[song].items()):
             stems[part, "1"] = load_audio(wav)

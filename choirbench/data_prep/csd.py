@@ -37,6 +37,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
@@ -154,7 +155,7 @@ def prepare(out_root: Path, params: dict) -> None:
     wanted = [SONGS.get(str(s), str(s)) for s in params["songs"]]
     songs = select([s for s in SONGS.values() if s in found], wanted, "datasets.csd.songs")
     writer = PreparedWriter(out_root, "csd")
-    for song in songs:
+    for song in tqdm(songs, desc="csd", unit="song", disable=None):
         stems, f0 = {}, {}
         for key, wav in sorted(found[song].items()):
             stems[key] = load_audio(wav)

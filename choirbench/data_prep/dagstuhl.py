@@ -40,6 +40,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
@@ -138,7 +139,7 @@ def prepare(out_root: Path, params: dict) -> None:
             raise ChoirbenchError(f"datasets.dagstuhl.f0_annotation: unknown {kind!r} "
                                   f"(known: {sorted(ANNOTATION_DIRS)})")
     writer = PreparedWriter(out_root, "dagstuhl")
-    for song in songs:
+    for song in tqdm(songs, desc="dagstuhl", unit="song", disable=None):
         singers = takes[song]
         present = {part for part, _ in singers}
         if params["require_all_parts"] and not set(PARTS) <= present:

@@ -36,6 +36,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.f0 import PYIN_DEFAULTS, n_frames_for, pyin_f0, read_f0_table
@@ -214,7 +215,7 @@ def prepare(out_root: Path, params: dict) -> None:
     songs = select(sorted(folders), params["songs"], "datasets.<name>.songs")
     writer = PreparedWriter(out_root, "stems", pyin_params=params["pyin"])
     cache_pyin = params["pyin"] == PYIN_DEFAULTS
-    for song in songs:
+    for song in tqdm(songs, desc="stems", unit="song", disable=None):
         stems_files, mix_path, f0_files, notes_files = song_files(folders[song])
         if not stems_files:
             raise ChoirbenchError(f"{folders[song]}: no stems; {STEM_HELP}")

@@ -9,7 +9,9 @@ What it guarantees, so that methods don't each re-implement it:
   state (torch and the data sampler) and the log so far, so that a run killed
   and restarted ends exactly where an uninterrupted run ends (same seed, CPU),
   with its full ``train_log.csv``;
-* ``train_log.csv`` (step, split, loss, lr, elapsed_s) and progress in the log;
+* ``train_log.csv`` (step, split, loss, lr, elapsed_s) and a progress line (step,
+  loss, validation loss, ETA: :func:`progress_line`) at every validation and at
+  least every minute in the log;
 * ``model.pt`` (the best weights) written last: its presence means "done";
 * every checkpoint records the training identity (entry, data, seed) and its
   hash, and only a matching one is resumed or reused (a stale one is moved
@@ -182,6 +184,8 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
             writer.writerow(_format_row(row))
 
         started = time.perf_counter() - elapsed
+        first_step, first_elapsed, last_progress = step, elapsed, elapsed
+        run = f"{header['entry'].get('id', method.name)} seed {seed}"  # the entry (sf-us), not the model (sf)
         stop = False
         while step < settings.steps and not stop:
             model.train()
@@ -199,6 +203,12 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
             step += 1
             elapsed = time.perf_counter() - started
             log_row(step, "train", loss.item(), sched.get_last_lr()[0], elapsed)
+            if elapsed - last_progress >= PROGRESS_EVERY_S and step % settings.valid_every:
+                # long stretches between validations still show the run is alive, and its ETA
+                log.info("%s", progress_line(run, step, settings.steps, loss.item(),
+                                             None, best, elapsed, run_s=elapsed - first_elapsed,
+                                             steps_run=step - first_step))
+                last_progress = elapsed
             if step % settings.valid_every == 0 or step == settings.steps:
                 valid = validate(model, loss_fn, valid_batches, to_batch)
                 log_row(step, "valid", valid, sched.get_last_lr()[0], elapsed)
@@ -208,8 +218,9 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
                 else:
                     bad_validations += 1
                     stop = bad_validations >= settings.patience
-                log.info("step %d/%d  train %.4g  valid %.4g  best %.4g  (%.0f s)",
-                         step, settings.steps, loss.item(), valid, best, elapsed)
+                log.info("%s", progress_line(run, step, settings.steps, loss.item(), valid,
+                                             best, elapsed, run_s=elapsed - first_elapsed, steps_run=step - first_step))
+                last_progress = elapsed
                 if stop:
                     log.info("early stop: %d validations without improvement", bad_validations)
             if step % settings.checkpoint_every == 0 or stop or step == settings.steps:
@@ -220,6 +231,33 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     save_checkpoint(final, {**header, "kind": "model", "model": best_state, "step": step, "best_valid": best})
     return final
+
+
+PROGRESS_EVERY_S = 60.0
+"""Seconds between progress lines when no validation falls in between."""
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_line(run: str, step: int, steps: int, loss: float, valid: float | None, best: float, elapsed_s: float,
+                  *, run_s: float, steps_run: int) -> str:
+    """One line of training progress, e.g.
+    ``progress sf-us seed 0: step 120/2000 (6%)  loss 0.4132  valid 0.3981  best 0.3981  elapsed 2:05  ETA 32:40``.
+
+    ``valid`` is None between validations (shown as ``-``). The ETA is the remaining steps times the
+    seconds per step of this process (``run_s`` / ``steps_run``, so a resumed run is not credited with
+    the time before its restart); ``?`` before the first step. Durations are m:ss or h:mm:ss. The
+    workflow's train rule shows the lines starting with ``progress`` on the console.
+    """
+    eta = _duration((steps - step) * run_s / steps_run) if steps_run > 0 else "?"
+    valid_text = "-" if valid is None else f"{valid:.4g}"
+    best_text = "-" if not math.isfinite(best) else f"{best:.4g}"
+    return (f"progress {run}: step {step}/{steps} ({100 * step // max(steps, 1)}%)  loss {loss:.4g}  "
+            f"valid {valid_text}  best {best_text}  elapsed {_duration(elapsed_s)}  ETA {eta}")
 
 
 def _matching(path: Path, header: dict) -> dict | None:

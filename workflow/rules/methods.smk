@@ -26,7 +26,10 @@ rule train:
     shell:
         "choirbench train --data results/data/{wildcards.dataset} --method-config {input.entry} "
         "--valid {input.valid} --seed {wildcards.seed} --J {wildcards.J} --threads {threads} "
-        "--out results/models/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed}/J{wildcards.J} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+        "--out results/models/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed}/J{wildcards.J} 2>&1 "
+        # everything to the log; its progress lines (step, loss, validation loss, ETA) to the console too
+        # (grep finding none is no failure; under pipefail the status is choirbench's)
+        "| tee {log} | {{ grep --line-buffered ': progress ' >&2 || true; }} || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule separate:

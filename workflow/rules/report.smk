@@ -1,23 +1,6 @@
 # Tables, figures and the HTML report (written by `snakemake --report` when the run succeeds).
 
 
-def training_settings():
-    """JSON for `choirbench tables --training`: each trainable entry's trained model, its step budget
-    and patience (resolved with the method's defaults) and the J of the model used at each test J
-    (train_J), for the claims' convergence notes."""
-    from choirbench.params import resolve_params
-
-    out = {}
-    for m in ENABLED:
-        if trainable(m):
-            entry = trained_by(m)
-            params = resolve_params(get_method(METHODS[entry]["model"]).defaults,
-                                    METHODS[entry].get("params") or {}, f"methods.{entry}.params")
-            out[m] = {"trained_by": entry, "steps": params.get("steps"), "patience": params.get("patience"),
-                      "model_J": {str(J): model_J(m, J) for J in config["J"]}}  # which train log each J rests on
-    return json.dumps(out, sort_keys=True)
-
-
 rule tables:
     message:
         "Aggregating the results of {wildcards.dataset} into tables"
@@ -25,21 +8,10 @@ rule tables:
         metrics=lambda w: metric_tables(w.dataset),
         logs=lambda w: train_logs(w.dataset),
     output:
-        tables=report(
-            expand("results/tables/{{dataset}}/J{J}.md", J=config["J"]),
-            caption="../report/tables.rst",
-            category="Tables",
-        ),
-        efficiency=report(
-            "results/tables/{dataset}/data_efficiency.md",
-            caption="../report/data_efficiency.rst",
-            category="Tables",
-        ),
-        claims=report(
-            "results/tables/{dataset}/claims.md",
-            caption="../report/claims.rst",
-            category="Tables",
-        ),
+        # shown in the report as HTML pages (rules report_claims, report_table)
+        tables=expand("results/tables/{{dataset}}/J{J}.md", J=config["J"]),
+        efficiency="results/tables/{dataset}/data_efficiency.md",
+        claims="results/tables/{dataset}/claims.md",
         summary="results/tables/{dataset}/summary.csv",
     params:
         training=training_settings(),
@@ -62,7 +34,7 @@ rule boxplots:
         report(
             expand("results/figures/{{dataset}}/boxplot_J{J}.png", J=config["J"]),
             caption="../report/boxplots.rst",
-            category="Figures",
+            category="3 Figures",
         ),
     conda:
         "../envs/choirbench.yaml"
@@ -82,7 +54,7 @@ rule training_curves:
         report(
             "results/figures/{dataset}/training_curves.png",
             caption="../report/training_curves.rst",
-            category="Figures",
+            category="3 Figures",
         ),
     conda:
         "../envs/choirbench.yaml"
@@ -102,7 +74,7 @@ rule interpret:
         report(
             "results/figures/{dataset}/parameters_{method}_seed{seed}.png",
             caption="../report/interpret.rst",
-            category="Figures",
+            category="3 Figures",
         ),
     conda:
         "../envs/choirbench.yaml"
@@ -110,6 +82,101 @@ rule interpret:
         "results/logs/figures/{dataset}_parameters_{method}_seed{seed}.log",
     shell:
         "choirbench interpret --estimates {input} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+# The report's pages: Snakemake shows an HTML or image item inline, any other file as a download link,
+# so the claims and tables are rendered to HTML; categories are sorted by name, hence the numbers.
+
+
+rule report_claims:
+    message:
+        "Rendering the claims of {wildcards.dataset} for the report"
+    input:
+        "results/tables/{dataset}/claims.md",
+    output:
+        report("results/report/{dataset}/claims.html", caption="../report/claims.rst", category="1 Claims"),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/report/{dataset}_claims.log",
+    shell:
+        "choirbench report-pages --markdown {input} --out results/report/{wildcards.dataset} "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule report_table:
+    message:
+        "Rendering table {wildcards.table} of {wildcards.dataset} for the report"
+    input:
+        "results/tables/{dataset}/{table}.md",
+    output:
+        report(
+            "results/report/{dataset}/tables/{table}.html",
+            caption="../report/table_page.rst",
+            category="2 Tables",
+            labels={"table": "{table}"},
+        ),
+    wildcard_constraints:
+        table=r"J[1-4]|data_efficiency|robustness|f0_accuracy",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/report/{dataset}_{table}.log",
+    shell:
+        "choirbench report-pages --markdown {input} --out results/report/{wildcards.dataset}/tables "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule report_listen:
+    message:
+        "Audio players and a spectrogram panel of {wildcards.dataset} for the report"
+    input:
+        examples=f"results/data/{{dataset}}/examples/J{REPORT_AUDIO_J}_test.csv",
+        estimates=lambda w: list(report_estimates(w.dataset).values()),
+    output:
+        listen=report(
+            expand("results/report/{{dataset}}/listen_J{J}_{n}_v{voice}.html", J=REPORT_AUDIO_J,
+                   n=range(1, config["report_audio"]["excerpts"] + 1), voice=range(1, REPORT_AUDIO_J + 1)),
+            caption="../report/listen.rst",
+            category="4 Listen",
+        ),
+        spectrogram=report(
+            f"results/report/{{dataset}}/spectrogram_J{REPORT_AUDIO_J}.png",
+            caption="../report/spectrogram.rst",
+            category="4 Listen",
+        ),
+    params:
+        estimates=lambda w: " ".join(f"{m}={d}" for m, d in report_estimates(w.dataset).items()),
+        excerpts=config["report_audio"]["excerpts"],
+        J=REPORT_AUDIO_J,
+        excerpt_s=config["examples"]["excerpt_s"],
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/report/{dataset}_listen.log",
+    shell:
+        "choirbench report-pages --data results/data/{wildcards.dataset} --examples {input.examples} "
+        "--estimates {params.estimates} --J {params.J} --excerpts {params.excerpts} "
+        "--excerpt-s {params.excerpt_s} --out results/report/{wildcards.dataset} "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule report_provenance:
+    message:
+        "Recording the provenance of the {wildcards.dataset} run for the report"
+    output:
+        report("results/report/{dataset}/provenance.html", caption="../report/provenance.rst",
+               category="5 Provenance"),
+    params:
+        # a param: the page is rewritten when the config changes (Snakemake's params rerun-trigger)
+        config=snapshot_text(config),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/report/{dataset}_provenance.log",
+    shell:
+        "choirbench report-pages --config-json {params.config:q} --out results/report/{wildcards.dataset} "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 onsuccess:
