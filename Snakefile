@@ -19,7 +19,9 @@ include: "workflow/rules/methods.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report_common.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/robustness_common.smk"
 include: "workflow/rules/robustness.smk"
+include: "workflow/rules/f0_common.smk"
 include: "workflow/rules/f0.smk"
 
 

@@ -1,0 +1,62 @@
+# The robustness study's settings and target lists (functions apart from rules, as Snakemake's lint asks);
+# the rules are in robustness.smk.
+from choirbench.data_prep.f0_corruption import grid_specs, parse_corruption
+
+ROBUSTNESS = config["robustness"]
+ROBUSTNESS_J = ROBUSTNESS["J"]
+ROBUSTNESS_SEED = config["seeds"][0]  # trained methods: the first training seed
+REFERENCE_MODELS = ("mixture", "oracle")  # bounds that do not read the F0: the curves' reference lines
+NMF_MODELS = ("nmf1", "nmf2")
+
+
+def robustness_methods():
+    """The entries whose F0 is corrupted: `robustness.methods`, else every F0-informed entry run."""
+    chosen = ROBUSTNESS["methods"] or [m for m in ENABLED if METHODS[m]["model"] not in REFERENCE_MODELS]
+    for m in chosen:
+        if m not in ENABLED:
+            raise ValueError(f"config: robustness.methods lists {m!r}, which is not run (see `run` and `methods`)")
+        if METHODS[m]["model"] in REFERENCE_MODELS:
+            raise ValueError(f"config: robustness.methods lists {m!r}, which does not read the F0")
+    return chosen
+
+
+# {directory label: spec} of every corruption on the grid (size 0 comes from the main run)
+ROBUSTNESS_CORRUPTIONS = (
+    {parse_corruption(s).label: s for s in grid_specs(ROBUSTNESS)} if ROBUSTNESS["enabled"] else {}
+)
+ROBUSTNESS_METHODS = robustness_methods() if ROBUSTNESS["enabled"] else []
+if ROBUSTNESS["metrics"] and "SI-SDR" not in ROBUSTNESS["metrics"]:
+    raise ValueError("config: robustness.metrics must include SI-SDR (the curves' metric) or be empty (every metric)")
+
+
+def robustness_metric_tables(dataset):
+    return [
+        f"results/robustness/{dataset}/{m}/{c}/J{ROBUSTNESS_J}.parquet"
+        for m in ROBUSTNESS_METHODS
+        for c in ROBUSTNESS_CORRUPTIONS
+    ]
+
+
+def robustness_references(dataset):
+    """The main run's tables of the same J and seed: the uncorrupted point and the bounds."""
+    bounds = [m for m in ENABLED if METHODS[m]["model"] in REFERENCE_MODELS]
+    return [
+        f"results/metrics/{dataset}/{m}/seed{ROBUSTNESS_SEED}/J{ROBUSTNESS_J}.parquet"
+        for m in bounds + ROBUSTNESS_METHODS
+    ]
+
+
+def robustness_kinds():
+    return list(dict.fromkeys(parse_corruption(s).kind for s in ROBUSTNESS_CORRUPTIONS.values()))
+
+
+def robustness_outputs():
+    """What `robustness` (and `all`) ask for; nothing when robustness.enabled is false."""
+    if not ROBUSTNESS_CORRUPTIONS or not ROBUSTNESS_METHODS:
+        return []
+    return [
+        f"results/tables/{DATASET}/robustness.md",
+        f"results/tables/{DATASET}/robustness.csv",
+        f"results/tables/{DATASET}/robustness_breaking.csv",
+        *[f"results/figures/{DATASET}/robustness_{k}.png" for k in robustness_kinds()],
+    ]
