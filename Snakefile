@@ -20,6 +20,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/robustness.smk"
 include: "workflow/rules/f0.smk"
+include: "workflow/rules/testsets.smk"
 
 
 rule all:
@@ -28,3 +29,4 @@ rule all:
         final_outputs(),
         robustness_outputs(),
         f0_outputs(),
+        test_set_outputs(),

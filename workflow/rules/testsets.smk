@@ -1,0 +1,286 @@
+# Trained models on other test sets, no retraining (config `test_sets`): every method entry of the
+# run separates the test split of each extra dataset, the trained ones with the checkpoints trained
+# on the main `dataset`; then the usual evaluate / tables / figures commands. Paths carry both names,
+# so they never meet the main run's (nor a run whose main dataset is the test set):
+#   results/testsets/{test_set}/J{J}_test.csv                                  the excerpts
+#   results/estimates/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}/      separations
+#   results/metrics/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}.parquet scores
+#   results/tables/{test_set}/from_{dataset}/, results/figures/{test_set}/from_{dataset}/
+#   results/tables/{dataset}/test_sets.{md,csv}   sf's gap over nmf2 and the U-Net on every test set
+from types import SimpleNamespace
+
+from choirbench.config_check import check_dataset_blocks, check_name
+
+GAP_J = 4
+"""The gaps table's J (the paper's headline J); the largest J common to all test sets when absent."""
+GAP_BASELINE_MODELS = ("nmf2", "unet")
+"""Per model, the first entry run (in config order) is sf's baseline in the gaps table."""
+
+
+def trained_model(dataset, method, seed, J):
+    """The checkpoint a test-set separation uses: the one the main run's `separate` uses for the
+    same (dataset, method, seed, J); [] for an untrained method. The only place this file names a
+    model path (one model per J: point this call at that model's path)."""
+    return checkpoint_input(SimpleNamespace(dataset=dataset, method=method, seed=str(seed), J=str(J)))
+
+
+def _test_set_error(message):
+    sys.exit(f"choirbench: error: {message}")  # one line naming the config key, no traceback
+
+
+def _test_sets():
+    """{name: {"J", "max_examples", "methods"}} from config `test_sets`, checked (one line per problem)."""
+    out = {}
+    for i, item in enumerate(config.get("test_sets") or []):
+        key = f"test_sets[{i}]"
+        entry = {"dataset": item} if isinstance(item, str) else dict(item)
+        name = entry["dataset"]
+        try:
+            check_name(name, key)
+        except ChoirbenchError as err:
+            _test_set_error(err)
+        if name not in config["datasets"]:
+            _test_set_error(f"config key {key} names {name!r}, which has no entry under 'datasets' "
+                            f"(known: {', '.join(sorted(config['datasets']))})")
+        if name == DATASET:
+            _test_set_error(f"config key {key} names {name!r}, the run's own dataset (its test split is the main run)")
+        if name in out:
+            _test_set_error(f"config key {key} names {name!r} a second time")
+        methods = entry.get("methods") or [m for m in ENABLED if method_entry(m)["f0_source"] != "mixture"]
+        for j, m in enumerate(methods):
+            if m not in ENABLED:
+                _test_set_error(f"config key {key}.methods[{j}] names {m!r}, which is not run (see `run` and `methods`)")
+            if method_entry(m)["f0_source"] == "mixture":
+                _test_set_error(f"config key {key}.methods[{j}]: {m!r} is given F0 from the mixture, which is not "
+                                "derived for an extra test set (its F0 step needs the dataset's validation split)")
+        out[name] = {"J": entry.get("J") or config["J"], "max_examples": entry.get("max_examples", 0),
+                     "methods": methods}
+    try:
+        check_dataset_blocks(config, list(out))
+    except ChoirbenchError as err:
+        _test_set_error(err)
+    return out
+
+
+TEST_SETS = _test_sets()
+
+
+wildcard_constraints:
+    test_set="|".join(map(re.escape, TEST_SETS)) if TEST_SETS else "NONE",
+
+
+def test_set_metric_tables(test_set, methods=None, Js=None):
+    spec = TEST_SETS[test_set]
+    return [
+        f"results/metrics/{test_set}/from_{DATASET}/{m}/seed{s}/J{J}.parquet"
+        for m in spec["methods"]
+        if methods is None or m in methods
+        for s in seeds_of(m)
+        for J in (Js or spec["J"])
+    ]
+
+
+def test_set_train_logs(test_set):
+    trained = sorted({trained_by(m) for m in TEST_SETS[test_set]["methods"] if trainable(m)})
+    return [f"results/models/{DATASET}/{m}/seed{s}/train_log.csv" for m in trained for s in config["seeds"]]
+
+
+def _gap_plan():
+    """(J, sf entries, baseline entries) of the gaps table, or None when there is nothing to compare."""
+    common = set(config["J"]).intersection(*(spec["J"] for spec in TEST_SETS.values()))
+    if not TEST_SETS or not common:
+        return None
+    J = GAP_J if GAP_J in common else max(common)
+    sf = [m for m in ENABLED if METHODS[m]["model"] == "sf"]
+    baselines = [next(m for m in ENABLED if METHODS[m]["model"] == model)
+                 for model in GAP_BASELINE_MODELS if any(METHODS[m]["model"] == model for m in ENABLED)]
+    return (J, sf, baselines) if sf and baselines else None
+
+
+GAP_PLAN = _gap_plan()
+
+
+def test_set_outputs():
+    """What `all` asks for: each test set's tables and box plots, and the gaps table."""
+    out = []
+    for name, spec in TEST_SETS.items():
+        out += [f"results/tables/{name}/from_{DATASET}/J{J}.md" for J in spec["J"]]
+        out += [f"results/tables/{name}/from_{DATASET}/claims.md"]
+        out += [f"results/figures/{name}/from_{DATASET}/boxplot_J{J}.png" for J in spec["J"]]
+    if GAP_PLAN:
+        out.append(f"results/tables/{DATASET}/test_sets.md")
+    return out
+
+
+rule test_sets:
+    input:
+        test_set_outputs(),
+
+
+rule test_set_examples:
+    message:
+        "Choosing the J={wildcards.J} test excerpts of the extra test set {wildcards.test_set}"
+    input:
+        "results/data/{test_set}/examples/J{J}_test.csv",
+    output:
+        "results/testsets/{test_set}/J{J}_test.csv",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/testsets/{test_set}/J{J}_examples.log",
+    params:
+        max_examples=lambda w: TEST_SETS[w.test_set]["max_examples"],
+    shell:
+        "choirbench robustness-examples --examples {input} --max-examples {params.max_examples} --out {output} "
+        "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule test_set_separate:
+    message:
+        "Separating the J={wildcards.J} excerpts of {wildcards.test_set} with {wildcards.method} "
+        "(seed {wildcards.seed}, trained on {wildcards.dataset})"
+    input:
+        examples="results/testsets/{test_set}/J{J}_test.csv",
+        entry="results/config/{dataset}/methods/{method}.json",
+        checkpoint=lambda w: trained_model(w.dataset, w.method, w.seed, w.J),
+        f0=lambda w: f0_input(SimpleNamespace(dataset=w.test_set, method=w.method)),
+    output:
+        directory("results/estimates/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}"),
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_separate.log",
+    benchmark:
+        "results/benchmarks/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_separate.tsv"
+    params:
+        checkpoint=lambda w, input: f"--checkpoint {input.checkpoint}" if input.checkpoint else "",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "choirbench separate-set --data results/data/{wildcards.test_set} --examples {input.examples} "
+        "--method-config {input.entry} {params.checkpoint} --threads {threads} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule test_set_evaluate:
+    message:
+        "Scoring {wildcards.method} on {wildcards.test_set} (seed {wildcards.seed}, J={wildcards.J})"
+    input:
+        examples="results/testsets/{test_set}/J{J}_test.csv",
+        estimates="results/estimates/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}",
+    output:
+        "results/metrics/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}.parquet",
+    conda:
+        "../envs/choirbench.yaml"
+    log:
+        "results/logs/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_evaluate.log",
+    benchmark:
+        "results/benchmarks/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_evaluate.tsv"
+    params:
+        excerpt_s=config["examples"]["excerpt_s"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "choirbench evaluate --data results/data/{wildcards.test_set} --examples {input.examples} "
+        "--estimates {input.estimates} --dataset {wildcards.test_set} --method {wildcards.method} "
+        "--seed {wildcards.seed} --J {wildcards.J} --excerpt-s {params.excerpt_s} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+# tables and box plots: one rule per test set (each has its own J list)
+for _name, _spec in TEST_SETS.items():
+
+    rule:
+        name:
+            f"test_set_tables_{_name}"
+        message:
+            f"Aggregating the results of {DATASET}'s models on {_name} into tables"
+        input:
+            metrics=test_set_metric_tables(_name),
+            logs=test_set_train_logs(_name),
+        output:
+            tables=report(
+                [f"results/tables/{_name}/from_{DATASET}/J{J}.md" for J in _spec["J"]],
+                caption="../report/test_sets.rst",
+                category="Test sets",
+            ),
+            efficiency=f"results/tables/{_name}/from_{DATASET}/data_efficiency.md",
+            claims=report(
+                f"results/tables/{_name}/from_{DATASET}/claims.md",
+                caption="../report/test_sets.rst",
+                category="Test sets",
+            ),
+            summary=f"results/tables/{_name}/from_{DATASET}/summary.csv",
+        params:
+            training=training_settings(),
+            label=_name,
+            out=f"results/tables/{_name}/from_{DATASET}",
+        conda:
+            "../envs/choirbench.yaml"
+        log:
+            f"results/logs/testsets/{_name}/from_{DATASET}/tables.log",
+        shell:
+            "choirbench tables --dataset {params.label} --metrics {input.metrics} "
+            "--train-logs {input.logs} --training '{params.training}' "
+            "--out {params.out} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+    rule:
+        name:
+            f"test_set_boxplots_{_name}"
+        message:
+            f"Drawing the box plots of {DATASET}'s models on {_name}"
+        input:
+            test_set_metric_tables(_name),
+        output:
+            report(
+                [f"results/figures/{_name}/from_{DATASET}/boxplot_J{J}.png" for J in _spec["J"]],
+                caption="../report/test_sets.rst",
+                category="Test sets",
+            ),
+        params:
+            label=_name,
+            out=f"results/figures/{_name}/from_{DATASET}",
+        conda:
+            "../envs/choirbench.yaml"
+        log:
+            f"results/logs/testsets/{_name}/from_{DATASET}/boxplots.log",
+        shell:
+            "choirbench figures --dataset {params.label} --metrics {input} "
+            "--out {params.out} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+if GAP_PLAN:
+
+    rule test_set_gaps:
+        message:
+            f"sf's gap over its baselines on every test set of {DATASET}'s models"
+        input:
+            [
+                f"results/metrics/{DATASET}/{m}/seed{s}/J{GAP_PLAN[0]}.parquet"
+                for m in GAP_PLAN[1] + GAP_PLAN[2]
+                for s in seeds_of(m)
+            ],
+            [test_set_metric_tables(t, GAP_PLAN[1] + GAP_PLAN[2], [GAP_PLAN[0]]) for t in TEST_SETS],
+        output:
+            md=report(
+                f"results/tables/{DATASET}/test_sets.md",
+                caption="../report/test_sets.rst",
+                category="Test sets",
+            ),
+            csv=f"results/tables/{DATASET}/test_sets.csv",
+        params:
+            J=GAP_PLAN[0],
+            sf=" ".join(GAP_PLAN[1]),
+            baselines=" ".join(GAP_PLAN[2]),
+            main=DATASET,
+            out=f"results/tables/{DATASET}/test_sets",
+        conda:
+            "../envs/choirbench.yaml"
+        log:
+            f"results/logs/testsets/{DATASET}_gaps.log",
+        shell:
+            "choirbench test-set-gaps --metrics {input} --main {params.main} --sf {params.sf} "
+            "--baselines {params.baselines} --J {params.J} --out {params.out} "
+            "> {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
