@@ -43,7 +43,7 @@ def measure_config() -> dict:
         if entry.get("f0_source") == "mixture":
             continue  # not run on extra test sets
         cls = get(entry["model"])
-        if cls.trainable and not entry.get("checkpoint_from"):
+        if cls.trainable:  # checkpoint_from entries too: their training knobs must be their model's
             entry["data"] = "full"
             short = {"steps": 2, "valid_every": 1, "checkpoint_every": 1, "max_valid_examples": 1}
             entry["params"] = {**entry.get("params", {}), **{k: v for k, v in short.items() if k in cls.defaults}}
@@ -69,10 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--work", default="/tmp/test_set_cost")
+    parser.add_argument("--reuse", action="store_true", help="keep --work's trained models (untimed part)")
     args = parser.parse_args()
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "config").mkdir(parents=True)
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work / "workflow", ignore_errors=True)
+    (work / "config").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", work)
     shutil.copytree(ROOT / "workflow", work / "workflow")
     config = measure_config()
