@@ -216,7 +216,7 @@ for _name, _spec in TEST_SETS.items():
         params:
             training=training_settings(),
             label=_name,
-            out=f"results/tables/{_name}/from_{DATASET}",
+            out=lambda w, output: str(Path(output.summary).parent),
         conda:
             "../envs/choirbench.yaml"
         log:
@@ -241,7 +241,7 @@ for _name, _spec in TEST_SETS.items():
             ),
         params:
             label=_name,
-            out=f"results/figures/{_name}/from_{DATASET}",
+            out=lambda w, output: str(Path(output[0]).parent),
         conda:
             "../envs/choirbench.yaml"
         log:
@@ -275,7 +275,7 @@ if GAP_PLAN:
             sf=" ".join(GAP_PLAN[1]),
             baselines=" ".join(GAP_PLAN[2]),
             main=DATASET,
-            out=f"results/tables/{DATASET}/test_sets",
+            out=lambda w, output: output.csv[: -len(".csv")],
         conda:
             "../envs/choirbench.yaml"
         log:
