@@ -23,6 +23,8 @@ include: "workflow/rules/robustness_common.smk"
 include: "workflow/rules/robustness.smk"
 include: "workflow/rules/f0_common.smk"
 include: "workflow/rules/f0.smk"
+include: "workflow/rules/testsets_common.smk"
+include: "workflow/rules/testsets.smk"
 
 
 rule all:
@@ -32,3 +34,4 @@ rule all:
         robustness_outputs(),
         f0_outputs(),
         report_pages(DATASET),
+        test_set_outputs(),

@@ -291,6 +291,14 @@ def cmd_robustness(args) -> None:
                      args.baselines, Path(args.tables_out), Path(args.figures_out), args.dataset)
 
 
+def cmd_test_set_gaps(args) -> None:
+    from choirbench.evaluation.test_sets import write_gaps
+
+    for path in write_gaps([Path(p) for p in args.metrics], args.sf, args.baselines, Path(args.out), args.main,
+                           J=args.J):
+        print(path)
+
+
 def cmd_interpret(args) -> None:
     """The source-filter model's view of one voice of the first excerpt that has exported parameters."""
     from choirbench.evaluation.interpret import plot_parameters
@@ -503,6 +511,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables-out", required=True)
     p.add_argument("--figures-out", required=True)
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("test-set-gaps", help="sf's gap over nmf2 / the U-Net on each test set (config `test_sets`)")
+    p.add_argument("--metrics", nargs="+", required=True, help="metric tables of the main run and of every extra "
+                   "test set (told apart by their dataset column)")
+    p.add_argument("--main", required=True, help="the dataset the models were trained on")
+    p.add_argument("--sf", nargs="+", default=[], help="the sf entries")
+    p.add_argument("--baselines", nargs="+", default=[], help="the baseline entries (e.g. nmf2 unet-full)")
+    p.add_argument("--J", type=int, default=4)
+    p.add_argument("--out", required=True, help="output stem: writes {out}.csv and {out}.md")
+    p.set_defaults(func=cmd_test_set_gaps)
 
     p = sub.add_parser("interpret", help="figure: a voice's spectrogram with the sf model's F0 and vocal tract")
     p.add_argument("--estimates", required=True, help="results/estimates/{dataset}/{sf method}/seed0/J4")
