@@ -186,7 +186,9 @@ onsuccess:
         import subprocess
         from snakemake.exceptions import WorkflowError
 
-        _extra = [a for f in workflow.overwrite_configfiles for a in ("--configfile", str(f))]
+        # one --configfile with every file: Snakemake keeps only the last of repeated --configfile options
+        _files = [str(f) for f in workflow.overwrite_configfiles]
+        _extra = ["--configfile", *_files] if _files else []
         _log = Path("results/logs/report.log")
         _log.parent.mkdir(parents=True, exist_ok=True)
         with _log.open("w") as _out:
