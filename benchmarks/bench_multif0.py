@@ -8,12 +8,14 @@ tones with vibrato changing notes every 0.4-1.2 s over a -60 dB noise floor, 16 
 * the same for the straightforward port (``impl="direct"``: conv2d on every layer) over the first
   ``--baseline-seconds`` (it is ~5x slower), and how far the two maps differ there (outputs unchanged:
   max |difference| and the share of frames whose peaks are identical);
-* peak resident memory (ru_maxrss) of a fresh process computing the salience of ``--memory-minutes``
+* peak resident memory (VmHWM) of a fresh process computing the salience of ``--memory-minutes``
   of audio, beside that of a process that only imports and loads the model.
 
 Usage (2 cores, as the issue asks)::
 
     nice python benchmarks/bench_multif0.py --threads 2 --seconds 180 --baseline-seconds 20 --memory-minutes 10
+
+``--seconds 0`` measures memory only.
 """
 from __future__ import annotations
 
@@ -54,16 +56,24 @@ def timed(fn):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def memory_child(minutes: float, threads: int, compute: bool) -> dict:
-    import resource
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that across exec,
+    so a child would report its parent's peak."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
+
+def memory_child(minutes: float, threads: int, compute: bool) -> dict:
     from choirbench.data_prep import multif0
 
     multif0._model()
     audio = choir_signal(minutes * 60) if compute else None
     if compute:
         multif0.salience(audio, SR, threads=threads)
-    return {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"max_rss_mb": peak_rss_mb()}
 
 
 def main(argv=None) -> int:
@@ -85,8 +95,21 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     multif0._model()
-    audio = choir_signal(args.seconds)
-    multif0.salience(audio[: SR * 2], SR, threads=args.threads)  # warm-up: librosa filters, allocator
+    if args.seconds > 0:
+        audio = choir_signal(args.seconds)
+        multif0.salience(audio[: SR * 2], SR, threads=args.threads)  # warm-up: librosa filters, allocator
+        speed(args, multif0, audio)
+    if args.memory_minutes > 0:
+        for minutes, compute in ((args.memory_minutes, "0"), (args.memory_minutes, "1")):
+            out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child",
+                                  f"{minutes},{compute}"], capture_output=True, text=True, check=True)
+            rss = json.loads(out.stdout.strip().splitlines()[-1])["max_rss_mb"]
+            what = f"salience of {minutes:g} min" if compute == "1" else "import + model only"
+            print(f"peak RSS (VmHWM), {what}: {rss:.0f} MB", flush=True)
+    return 0
+
+
+def speed(args, multif0, audio) -> None:
     fast, wall, cpu = timed(lambda: multif0.salience(audio, SR, threads=args.threads))
     print(f"fast     {args.seconds:6.0f} s audio: wall {wall:7.1f} s  RTF {wall / args.seconds:.3f}  "
           f"CPU {cpu / args.seconds:.3f} s per audio s  ({args.threads} threads)", flush=True)
@@ -102,15 +125,7 @@ def main(argv=None) -> int:
     _, pb = multif0.peaks(base)
     _, pf = multif0.peaks(again)
     same = np.mean([np.array_equal(a, b) for a, b in zip(pb, pf)])
-    print(f"outputs: max |fast - direct| = {diff.max():.2e}, frames with identical peaks {same:.4f}")
-    if args.memory_minutes > 0:
-        for minutes, compute in ((args.memory_minutes, "0"), (args.memory_minutes, "1")):
-            out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child",
-                                  f"{minutes},{compute}"], capture_output=True, text=True, check=True)
-            rss = json.loads(out.stdout.strip().splitlines()[-1])["max_rss_mb"]
-            what = f"salience of {minutes:g} min" if compute == "1" else "import + model only"
-            print(f"peak RSS, {what}: {rss:.0f} MB")
-    return 0
+    print(f"outputs: max |fast - direct| = {diff.max():.2e}, frames with identical peaks {same:.4f}", flush=True)
 
 
 if __name__ == "__main__":
