@@ -264,9 +264,14 @@ def cmd_report_pages(args) -> None:
             raise ChoirbenchError("--estimates needs --data and --examples")
         excerpts = report_pages.load_excerpts(Path(args.data), Path(args.examples), estimates, args.excerpts,
                                               args.excerpt_s)
-        if len(excerpts) < args.excerpts:
-            raise ChoirbenchError(f"{args.examples}: {len(excerpts)} excerpts, fewer than the {args.excerpts} to "
-                                  "listen to (config report_audio.excerpts)")
+        if not excerpts:
+            raise ChoirbenchError(f"{args.examples}: no excerpt to listen to")
+        for number in range(len(excerpts) + 1, args.excerpts + 1):  # a short test list: say so on the page
+            logging.getLogger("choirbench").warning("%s: %d excerpt(s), fewer than the %d to listen to",
+                                                    args.examples, len(excerpts), args.excerpts)
+            for voice in range(args.J):
+                report_pages.missing_audio_page(Path(args.examples), len(excerpts), number,
+                                                out / f"listen_J{args.J}_{number}_v{voice + 1}.html")
         for number, excerpt in enumerate(excerpts, 1):
             if len(excerpt["parts"]) != args.J:
                 raise ChoirbenchError(f"{args.examples}: excerpt {excerpt['example_id']} has "

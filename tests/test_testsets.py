@@ -121,7 +121,7 @@ def test_dry_run_asks_for_the_test_set_with_the_main_checkpoints_and_writes_noth
     for seed in (0, 1):
         assert (f"choirbench separate-set --data results/data/other --examples results/testsets/other/J4_test.csv "
                 f"--method-config results/config/tiny/methods/sf-us-synth.json "
-                f"--checkpoint results/models/tiny/sf-us/seed{seed}/model.pt") in out
+                f"--checkpoint results/models/tiny/sf-us/seed{seed}/J4/model.pt") in out
         assert f"--out results/metrics/other/from_tiny/sf-us/seed{seed}/J4.parquet" in out
     assert "--out results/estimates/other/from_tiny/nmf2/seed0/J4 " in out      # untrained: just run, once
     assert "results/estimates/other/from_tiny/nmf2/seed1" not in out
@@ -243,7 +243,7 @@ def test_rossinyol_overlay_dry_run(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert ("choirbench separate-set --data results/data/rossinyol --examples results/testsets/rossinyol/J4_test.csv "
             "--method-config results/config/synth-chorales/methods/sf-us-full.json "
-            "--checkpoint results/models/synth-chorales/sf-us-full/seed1/model.pt") in run.stdout
+            "--checkpoint results/models/synth-chorales/sf-us-full/seed1/J4/model.pt") in run.stdout
     assert "results/tables/rossinyol/from_synth-chorales/J4.md" in run.stdout
     assert not (work / "results").exists()
 

@@ -109,6 +109,17 @@ def audio_page(ex: dict, voice: int, out: Path, *, J: int) -> None:
     write_text(out, page)
 
 
+def missing_audio_page(examples_csv: Path, available: int, number: int, out: Path) -> None:
+    """The page of a listen slot the test list cannot fill (it holds fewer excerpts than asked for).
+
+    The report's pages are fixed when the workflow loads, before the test list exists; a short list
+    (a tiny config) says so here instead of failing the whole run.
+    """
+    body = (f"<h2>Listen: excerpt {number}</h2><p class=\"muted\">{html.escape(str(examples_csv))} holds "
+            f"{available} excerpt(s); there is no excerpt {number} to listen to (config report_audio.excerpts).</p>")
+    write_text(out, _page(f"Listen: excerpt {number} (none)", body))
+
+
 def load_excerpts(data_root: Path, examples_csv: Path, estimates: dict[str, Path], n: int,
                   excerpt_s: float) -> list[dict]:
     """The first ``n`` excerpts of a test list with their references and every method's estimates
