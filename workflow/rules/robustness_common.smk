@@ -9,9 +9,25 @@ REFERENCE_MODELS = ("mixture", "oracle")  # bounds that do not read the F0: the 
 NMF_MODELS = ("nmf1", "nmf2")
 
 
+def _same_separation(a, b):
+    """Whether entries a and b separate the robustness excerpts identically: same model, knobs, F0 and
+    (trained) checkpoint at the study's J, e.g. sf-us-full and sf-us-full-J4 (which differ below J = 4 only)."""
+    ea, eb = method_entry(a), method_entry(b)
+    same_entry = all(ea.get(k) == eb.get(k) for k in ("model", "params", "f0_source", "excerpt_s"))
+    if not same_entry or trainable(a) != trainable(b):
+        return False
+    return not trainable(a) or model_path("x", a, 0, ROBUSTNESS_J) == model_path("x", b, 0, ROBUSTNESS_J)
+
+
 def robustness_methods():
-    """The entries whose F0 is corrupted: `robustness.methods`, else every F0-informed entry run."""
-    chosen = ROBUSTNESS["methods"] or [m for m in ENABLED if METHODS[m]["model"] not in REFERENCE_MODELS]
+    """The entries whose F0 is corrupted: `robustness.methods`, else every F0-informed entry run, less
+    those that would repeat an earlier entry's separation exactly (see _same_separation)."""
+    chosen = ROBUSTNESS["methods"]
+    if not chosen:
+        chosen = []
+        for m in ENABLED:
+            if METHODS[m]["model"] not in REFERENCE_MODELS and not any(_same_separation(m, c) for c in chosen):
+                chosen.append(m)
     for m in chosen:
         if m not in ENABLED:
             raise ValueError(f"config: robustness.methods lists {m!r}, which is not run (see `run` and `methods`)")
