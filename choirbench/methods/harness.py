@@ -27,7 +27,7 @@ from choirbench.data_prep.prepared import (ExcerptSampler, load_example, read_ex
 from choirbench.data_prep.f0 import to_hop_grid
 from choirbench.data_prep.f0_corruption import excerpt_seed, parse_corruption
 from choirbench.data_prep.release import resample_audio
-from choirbench.io import F0_MIN_HZ, read_f0_table, read_voice_notes, read_wav, write_text, write_wav
+from choirbench.io import read_f0_table, read_voice_notes, read_wav, write_text, write_wav
 from choirbench.methods.base import Method, check_output, get
 from choirbench.methods.checkpoints import read_checkpoint, save_checkpoint, training_identity
 from choirbench.params import Limit, resolve_params
@@ -292,15 +292,15 @@ def read_inputs(mixture_path: Path, f0_path: Path | None, notes_path: Path | Non
         times, f0_table, names = read_f0_table(f0_path, duration_s=duration_s, audio=Path(mixture_path).name)
         f0 = np.stack([to_hop_grid(times, track, len(x) // HOP) for track in f0_table])
     else:
-        from choirbench.data_prep.voice_assignment import ASSIGN_DEFAULTS, estimate_f0, parse_voices
+        from choirbench.data_prep.voice_assignment import ASSIGN_DEFAULTS, mixture_f0, parse_voices
 
         names = list(parse_voices(voices, where="--voices"))
         params = resolve_params(ASSIGN_DEFAULTS, f0_params or {}, where="f0_mixture")
         log.info("%s: no F0 given: estimating the F0 of %s from the mixture (multi-F0 salience, %s assignment)",
                  mixture_path, "".join(names), params["assigner"])
-        f0 = estimate_f0(audio, rate, "".join(names), params, n_frames=len(x) // HOP)
-        # the salience grid starts at 32.7 Hz; the readers' voiced range starts at F0_MIN_HZ: one rule for both
-        f0 = np.where(f0 >= F0_MIN_HZ, f0, 0.0)
+        # mixture_f0 applies the readers' voiced range, so an estimated track obeys the rule a file does
+        tracks = mixture_f0(audio, rate, names, len(x) // HOP, params)
+        f0 = np.stack([tracks[name] for name in names])
     notes = None
     if notes_path is not None:
         notes = read_voice_notes(notes_path, names, duration_s=duration_s, audio=Path(mixture_path).name)
