@@ -9,7 +9,7 @@ import pytest
 import scipy.signal
 
 from choirbench import HOP, PARTS, SAMPLE_RATE
-from choirbench.data_prep.prepared import write_manifest
+from choirbench.data_prep.prepared import ExcerptSampler, write_manifest
 from choirbench.io import write_f0, write_notes, write_wav
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -76,3 +76,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not available")
     return SHARED_DATA
+
+
+class Killed(Exception):
+    """Stands for the process being killed mid-training."""
+
+
+class KillableSampler(ExcerptSampler):
+    """A training sampler that raises :class:`Killed` when asked for batch number ``kill_at``."""
+
+    def __init__(self, root, kill_at=None, **sampler_kwargs):
+        super().__init__(root, "train", **sampler_kwargs)
+        self.kill_at, self.batches = kill_at, 0
+
+    def batch(self, size):
+        self.batches += 1
+        if self.batches == self.kill_at:
+            raise Killed
+        return super().batch(size)

@@ -23,6 +23,7 @@ from choirbench.methods import harness
 from choirbench.methods.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from choirbench.methods.sf import SourceFilter
 from choirbench.methods.unet import UNet
+from conftest import Killed
 
 ROOT = Path(__file__).resolve().parents[1]
 UNET_PARAMS = {"device": "cpu", "channels": [4, 8], "cond_channels": [4, 4, 4], "steps": 4, "batch_size": 2,
@@ -39,10 +40,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-class Killed(Exception):
-    """Stands for the process being killed mid-training."""
 
 
 def entry_file(folder: Path, name: str, model: str, params: dict, **keys) -> Path:

@@ -13,6 +13,7 @@ from choirbench.data_prep.prepared import ExcerptSampler, load_excerpt
 from choirbench.methods import sf_dsp
 from choirbench.methods.sf import SourceFilter
 from choirbench.methods.sf_model import MLP, Architecture, ExcerptNorm, SourceFilterNet, _SharedInputGRU
+from conftest import Killed, KillableSampler
 
 TINY = {"encoder_hidden": 16, "encoder_layers": 2, "embedding": 16, "decoder_hidden": 32, "mlp_layers": 2,
         "n_harmonics": 30, "excerpt_s": 1.0, "batch_size": 4, "lr": 3e-3, "device": "cpu",
@@ -472,24 +473,12 @@ def test_unsupervised_never_reads_isolated_voices(tiny_dataset, tmp_path):
     method.fit(sampler, valid, tmp_path / "run", seed=0)
 
 
-class Killed(Exception):
-    """Stands for the process being killed mid-training."""
-
-
 def test_fit_resumes_to_the_same_weights(tiny_dataset, tmp_path):
     params = {**TINY, "steps": 6, "valid_every": 3, "checkpoint_every": 2, "supervised": True}
     valid = [load_excerpt(tiny_dataset, "song4", ("S", "A", "T", "B"), ("1",) * 4, 0, 16000)]
 
-    class Sampler(ExcerptSampler):
-        def __init__(self, kill_at=None):
-            super().__init__(tiny_dataset, "train", seed=1, excerpt_s=1.0, with_voices=True)
-            self.kill_at, self.batches = kill_at, 0
-
-        def batch(self, size):
-            self.batches += 1
-            if self.batches == self.kill_at:
-                raise Killed
-            return super().batch(size)
+    def Sampler(kill_at=None):  # noqa: N802 - stands for the sampler class of a training run
+        return KillableSampler(tiny_dataset, kill_at, seed=1, excerpt_s=1.0, with_voices=True)
 
     full = torch.load(SourceFilter(params).fit(Sampler(), valid, tmp_path / "full", seed=3), weights_only=True)
     # killed while computing step 5 (last.pt holds step 4), then restarted with the same settings

@@ -11,6 +11,7 @@ from choirbench.methods import get
 from choirbench.methods.bounds import OracleBound
 from choirbench.methods.unet import (PAPER_CHANNELS, ConditionedUNet, Spectrogram, UNet, align_f0, count_parameters,
                                      f0_activation, normalised_magnitudes)
+from conftest import Killed, KillableSampler
 
 TINY = {"device": "cpu", "channels": [4, 8, 8], "cond_channels": [4, 8, 8], "f0_bins": 361}
 
@@ -235,20 +236,8 @@ def test_changing_the_f0_changes_the_output(overfitted):
     assert score(right) > score(np.repeat(ex.mixture[None] / 4, 4, 0)) + 3.0
 
 
-class Killed(Exception):
-    """Stands for the process being killed mid-training."""
-
-
-class KillableSampler(ExcerptSampler):
-    def __init__(self, root, kill_at=None):
-        super().__init__(root, "train", seed=5, excerpt_s=1.0)
-        self.kill_at, self.batches = kill_at, 0
-
-    def batch(self, size):
-        self.batches += 1
-        if self.batches == self.kill_at:
-            raise Killed
-        return super().batch(size)
+def unet_sampler(root, kill_at=None):
+    return KillableSampler(root, kill_at, seed=5, excerpt_s=1.0)
 
 
 def test_resume_gives_the_same_weights(tiny_dataset, tmp_path):
@@ -261,10 +250,10 @@ def test_resume_gives_the_same_weights(tiny_dataset, tmp_path):
         tiny_method(**params).fit(sampler, valid, out, seed=seed)
         return torch.load(out / "last.pt", weights_only=True), torch.load(out / "model.pt", weights_only=True)
 
-    straight_last, straight_final = run(tmp_path / "straight", KillableSampler(tiny_dataset))
+    straight_last, straight_final = run(tmp_path / "straight", unet_sampler(tiny_dataset))
     with pytest.raises(Killed):                                  # killed while computing step 5 ...
-        run(tmp_path / "killed", KillableSampler(tiny_dataset, kill_at=5))
-    restarted = KillableSampler(tiny_dataset)
+        run(tmp_path / "killed", unet_sampler(tiny_dataset, kill_at=5))
+    restarted = unet_sampler(tiny_dataset)
     resumed_last, resumed_final = run(tmp_path / "killed", restarted)    # ... and restarted
     assert restarted.batches == 4 and resumed_last["step"] == 8          # from last.pt's step 4
     for key, value in straight_last["model"].items():
@@ -272,7 +261,7 @@ def test_resume_gives_the_same_weights(tiny_dataset, tmp_path):
     for key, value in straight_final["model"].items():
         assert torch.equal(value, resumed_final["model"][key]), key
     # and a different seed gives different weights (the comparison can fail)
-    other_last, _ = run(tmp_path / "other", KillableSampler(tiny_dataset), seed=8)
+    other_last, _ = run(tmp_path / "other", unet_sampler(tiny_dataset), seed=8)
     assert any(not torch.equal(v, other_last["model"][k]) for k, v in straight_last["model"].items())
 
 
