@@ -22,7 +22,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from choirbench import HOP, SAMPLE_RATE  # noqa: E402
-from choirbench.methods import get  # noqa: E402
+from choirbench.registry import get  # noqa: E402
 
 BACH10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bach10"
 STEMS = ("violin", "clarinet", "saxphone", "bassoon")  # S, A, T, B (GTF0s rows in this order)

@@ -75,7 +75,7 @@ def train_tiny(folder: Path) -> dict[str, Path]:
 
     from choirbench.data_prep.prepared import make_examples
     from choirbench.io import write_csv
-    from choirbench.methods import harness
+    from choirbench import harness
 
     data = make_tiny_dataset(folder / "data", seconds=4.0)
     valid = folder / "valid.csv"

@@ -32,7 +32,7 @@ MAIN = "synth-tiny"
 
 def measure_config() -> dict:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    from choirbench.methods import get
+    from choirbench.registry import get
 
     config["datasets"][MAIN] = {"kind": "synth-chorales", "pieces": {"train": 2, "valid": 1, "test": 1},
                                 "truncate_quarters": 32, "singers_per_part": 1, "preview": False, "seed": 0}
@@ -83,7 +83,7 @@ def main() -> None:
     names = [t["dataset"] if isinstance(t, dict) else t for t in config["test_sets"]]
 
     # untimed: the main side (checkpoints, main metrics the gaps table reads)
-    from choirbench.methods import get
+    from choirbench.registry import get
     main_tables = [f"results/metrics/{MAIN}/{m}/seed{s}/J{J}.parquet" for m, e in config["methods"].items()
                    for s in (config["seeds"] if get(e["model"]).trainable else config["seeds"][:1])
                    for J in config["J"]]

@@ -44,7 +44,7 @@ from choirbench import SAMPLE_RATE  # noqa: E402
 from choirbench.data_prep.prepared import load_example, read_examples, write_examples  # noqa: E402
 from choirbench.evaluation.metrics import bss_eval_v4  # noqa: E402
 from choirbench.io import write_csv  # noqa: E402
-from choirbench.methods import get  # noqa: E402
+from choirbench.registry import get  # noqa: E402
 
 NMF1_GRID = {
     "harmonic_tolerance": [0.1, 0.25, 0.5, 1.0],

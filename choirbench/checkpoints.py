@@ -137,7 +137,7 @@ def load_checkpoint(path: Path, *, method: str, kind: str = "model", params: dic
     recorded ones on every key except ``inference_params``, which do not shape
     the trained weights; a key the checkpoint lacks (added to the method later)
     counts as its value in ``defaults``. ``entry`` (entry-level keys that shape
-    training, see :func:`choirbench.methods.harness.training_entry`) must match
+    training, see :func:`choirbench.harness.training_entry`) must match
     likewise. Raises ChoirbenchError naming the file and the differing keys.
     """
     state = read_checkpoint(path)
@@ -189,7 +189,7 @@ def _canonical(value: Any) -> Any:
 def training_identity(method: str, params: dict, seed: int, provenance: dict | None = None) -> dict:
     """Everything that shapes a training run: model, training-relevant params, seed, entry keys, data identity.
 
-    ``provenance`` comes from the harness (:func:`choirbench.methods.harness.train`):
+    ``provenance`` comes from the harness (:func:`choirbench.harness.train`):
     ``{"entry": the full entry, "training_entry": its keys that shape training,
     "data": the training data's identity}``; a direct ``fit`` call has none.
     """

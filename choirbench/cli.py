@@ -59,7 +59,7 @@ def _f0_mixture_params(given: str | None, assigner: str | None) -> dict:
 def _mixture_training_songs(data: Path, given: str) -> list[str]:
     """The training songs of the trained entries given F0 from the mixture (JSON list of method entries)."""
     from choirbench.data_prep.prepared import read_manifest
-    from choirbench.methods.harness import ENTRY_DEFAULTS, training_songs
+    from choirbench.harness import ENTRY_DEFAULTS, training_songs
 
     try:
         entries = json.loads(given)
@@ -124,7 +124,7 @@ def cmd_examples(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from choirbench.methods.harness import read_entry, train
+    from choirbench.harness import read_entry, train
 
     entry = read_entry(Path(args.method_config))
     _threads(args.threads)
@@ -133,7 +133,7 @@ def cmd_train(args) -> None:
 
 def cmd_separate_set(args) -> None:
     from choirbench.data_prep.f0_corruption import parse_corruption
-    from choirbench.methods.harness import read_entry, separate_examples
+    from choirbench.harness import read_entry, separate_examples
 
     entry = read_entry(Path(args.method_config))
     specs = args.f0_corruption or [None]  # several F0 corruptions: one process, one --out folder each
@@ -150,7 +150,7 @@ def cmd_separate_set(args) -> None:
 
 
 def cmd_separate(args) -> None:
-    from choirbench.methods.harness import ENTRY_DEFAULTS, entry_from_checkpoint, read_entry, separate_file
+    from choirbench.harness import ENTRY_DEFAULTS, entry_from_checkpoint, read_entry, separate_file
 
     if args.method_config:
         entry = read_entry(Path(args.method_config))
@@ -177,7 +177,7 @@ def cmd_separate(args) -> None:
 
 
 def cmd_convert_checkpoint(args) -> None:
-    from choirbench.methods.harness import convert_checkpoint, read_entry
+    from choirbench.harness import convert_checkpoint, read_entry
 
     convert_checkpoint(Path(args.old), Path(args.new), read_entry(Path(args.method_config)))
     print(args.new)

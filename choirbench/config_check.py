@@ -30,8 +30,8 @@ def _known(names) -> str:
 
 def check_method_entries(methods: dict) -> None:
     """Every entry: safe id, known model, typed and ranged params, a ``checkpoint_from`` that trains."""
-    from choirbench.methods import get
-    from choirbench.methods.harness import ENTRY_DEFAULTS, ENTRY_LIMITS, build
+    from choirbench.registry import get
+    from choirbench.harness import ENTRY_DEFAULTS, ENTRY_LIMITS, build
 
     for name, block in methods.items():
         check_name(name, "methods")

@@ -28,8 +28,8 @@ from choirbench.data_prep.f0 import to_hop_grid
 from choirbench.data_prep.f0_corruption import excerpt_seed, parse_corruption
 from choirbench.data_prep.release import resample_audio
 from choirbench.io import read_f0_table, read_voice_notes, read_wav, write_text, write_wav
-from choirbench.methods.base import Method, check_output, get
-from choirbench.methods.checkpoints import read_checkpoint, save_checkpoint, training_identity
+from choirbench.registry import Method, check_output, get
+from choirbench.checkpoints import read_checkpoint, save_checkpoint, training_identity
 from choirbench.params import Limit, resolve_params
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def train(data_root: Path, entry: dict, seed: int, out_dir: Path, valid_examples
     The checkpoints record the entry, the J trained for and the training data's identity (hashes
     of ``manifest.csv`` and of the validation list, the training songs), so that a run resumes or
     reuses only a checkpoint trained on the same entry, J, data and seed
-    (:func:`choirbench.methods.training.train`). Raises ChoirbenchError for a J the entry's
+    (:func:`choirbench.training.train`). Raises ChoirbenchError for a J the entry's
     ``train_J`` does not train (a per-J entry trains any J up to its parts; a fixed one only its own).
     """
     method = build(entry)

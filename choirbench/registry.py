@@ -7,9 +7,9 @@ with :func:`register`. The harness only ever calls:
   unknown keys are an error (a config typo must not pass silently);
 * ``fit(train, valid, out_dir, seed, provenance=None)`` (trainable methods
   only) - writes ``out_dir/model.pt`` and a CSV log, resumes from
-  ``out_dir/last.pt`` (through :mod:`choirbench.methods.training`);
+  ``out_dir/last.pt`` (through :mod:`choirbench.training`);
 * ``load(checkpoint, entry=None)`` (trainable methods only) - reads the file
-  safely and checks it (:mod:`choirbench.methods.checkpoints`), then hands its
+  safely and checks it (:mod:`choirbench.checkpoints`), then hands its
   state to the method's ``load_state``;
 * ``separate(mixture[N], sr, f0[J, T], notes) -> voices[J, N]``.
 """
@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from choirbench import ChoirbenchError
-from choirbench.methods.checkpoints import load_checkpoint
+from choirbench.checkpoints import load_checkpoint
 from choirbench.params import Limit, resolve_params
 
 _REGISTRY: dict[str, type["Method"]] = {}
@@ -48,7 +48,7 @@ class Method:
 
     block_s: ClassVar[float] = 30.0
     """Long inputs (``separate_file``) are separated in blocks of this many seconds (see
-    :func:`choirbench.methods.harness.separate_blocked`); a method's default, overridden by ``--block-s``."""
+    :func:`choirbench.harness.separate_blocked`); a method's default, overridden by ``--block-s``."""
     overlap_s: ClassVar[float] = 1.0
     """Seconds by which consecutive blocks overlap; the join is a raised-cosine cross-fade over them."""
 

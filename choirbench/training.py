@@ -15,7 +15,7 @@ What it guarantees, so that methods don't each re-implement it:
 * ``model.pt`` (the best weights) written last: its presence means "done";
 * every checkpoint records the training identity (entry, data, seed) and its
   hash, and only a matching one is resumed or reused (a stale one is moved
-  aside): see :mod:`choirbench.methods.checkpoints`, which reads and writes
+  aside): see :mod:`choirbench.checkpoints`, which reads and writes
   them without pickled code and byte-reproducibly.
 
 A method supplies the model, a ``loss_fn(model, batch) -> scalar tensor``, a
@@ -38,8 +38,8 @@ import torch
 
 from choirbench import ChoirbenchError
 from choirbench.io import atomic_path
-from choirbench.methods.base import Method
-from choirbench.methods.checkpoints import (OldCheckpointError, describe_changes, identity_sha256, load_weights,
+from choirbench.registry import Method
+from choirbench.checkpoints import (OldCheckpointError, describe_changes, identity_sha256, load_weights,
                                             read_checkpoint, save_checkpoint, training_identity)
 from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 
@@ -124,7 +124,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
     ``method`` is the method being trained (its name, params and
     ``inference_params`` go into the checkpoints); ``provenance`` is what the
     harness knows about the run (entry, training data identity; see
-    :func:`choirbench.methods.checkpoints.training_identity`). ``to_batch``
+    :func:`choirbench.checkpoints.training_identity`). ``to_batch``
     turns what ``sampler.batch`` returns into what ``loss_fn`` takes (e.g.
     numpy -> tensors on the device).
 

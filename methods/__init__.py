@@ -1,4 +1,3 @@
-"""Separation methods: one module per method, found by id through the registry."""
-from choirbench.methods.base import Method, available, get, register
-
-__all__ = ["Method", "available", "get", "register"]
+"""Separation methods: one module per method, each registering its class with
+:func:`choirbench.registry.register`; the machinery that runs them (registry, harness,
+training loop, checkpoints) lives in :mod:`choirbench`."""

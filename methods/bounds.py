@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from choirbench.methods.base import Method, register
+from choirbench.registry import Method, register
 from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.stft import istft, stft
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from choirbench.methods._nmf_common import (
     check_inputs, clean_notes, midi_to_hz, notes_from_f0, ratio_masks)
-from choirbench.methods.base import Method, register
+from choirbench.registry import Method, register
 from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.stft import istft, stft
 

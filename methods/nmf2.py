@@ -35,7 +35,7 @@ import scipy.signal
 
 from choirbench import ChoirbenchError
 from choirbench.methods._nmf_common import check_inputs, f0_on_frames, ratio_masks
-from choirbench.methods.base import Method, register
+from choirbench.registry import Method, register
 from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.nmf1 import beta_divergence, mu_exponent
 from choirbench.methods.stft import istft, stft

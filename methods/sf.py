@@ -8,7 +8,7 @@ true one. Outputs: ``synthesis`` (the synthesised voices) or ``masking``
 ``mask_power`` 2 makes them power ratios).
 Network: :mod:`choirbench.methods.sf_model`; synthesiser and loss:
 :mod:`choirbench.methods.sf_dsp`; training: the shared loop in
-:mod:`choirbench.methods.training`.
+:mod:`choirbench.training`.
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ import torch
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.methods import sf_dsp
-from choirbench.methods.base import Method, register
+from choirbench.registry import Method, register
 from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.sf_model import Architecture, SourceFilterNet
-from choirbench.methods.checkpoints import load_weights
-from choirbench.methods.training import (RUNTIME_PARAMS, TRAIN_DEFAULTS, TRAIN_LIMITS, TrainSettings, resolve_device,
+from choirbench.checkpoints import load_weights
+from choirbench.training import (RUNTIME_PARAMS, TRAIN_DEFAULTS, TRAIN_LIMITS, TrainSettings, resolve_device,
                                          train)
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ At test time the network runs once per voice (one batch), and the estimates
 ``S_j`` become ratio masks ``S_j / sum_k S_k`` on the complex mixture STFT, so
 the voices always add up to the mixture.
 
-Training uses the shared loop of :mod:`choirbench.methods.training` (checkpoint,
+Training uses the shared loop of :mod:`choirbench.training` (checkpoint,
 resume, logs, early stopping); the random target voice of each example is drawn
 from torch's RNG, which that loop checkpoints, so a resumed run is exact.
 """
@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
-from choirbench.methods.base import Method, register
-from choirbench.methods.checkpoints import load_weights
-from choirbench.methods.training import (RUNTIME_PARAMS, TRAIN_DEFAULTS, TRAIN_LIMITS, TrainSettings, resolve_device,
+from choirbench.registry import Method, register
+from choirbench.checkpoints import load_weights
+from choirbench.training import (RUNTIME_PARAMS, TRAIN_DEFAULTS, TRAIN_LIMITS, TrainSettings, resolve_device,
                                          train)
 from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 

@@ -19,8 +19,8 @@ from choirbench import ChoirbenchError
 from choirbench.cli import main
 from choirbench.data_prep.prepared import make_examples
 from choirbench.io import write_csv
-from choirbench.methods import harness
-from choirbench.methods.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from choirbench import harness
+from choirbench.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from choirbench.methods.sf import SourceFilter
 from choirbench.methods.unet import UNet
 from conftest import Killed
@@ -212,7 +212,7 @@ def test_a_changed_entry_retrains_and_never_reuses_old_weights(tiny_dataset, tmp
     assert same.read_bytes() == trained["unet"].read_bytes()
     # a training knob changed: the old model and resume point are moved aside and training starts afresh
     changed = entry_file(tmp_path, "unet-tiny", "unet", {**UNET_PARAMS, "lr": 3e-3})
-    with caplog.at_level(logging.WARNING, logger="choirbench.methods.training"):
+    with caplog.at_level(logging.WARNING, logger="choirbench.training"):
         path = train_entry(tiny_dataset, changed, out, trained["valid"])
     assert re.search(r"model\.pt was trained under other settings \(params\.lr 0\.01 -> 0\.003\)", caplog.text)
     assert (out / "model.stale.pt").read_bytes() == trained["unet"].read_bytes()
@@ -225,7 +225,7 @@ def test_a_changed_entry_retrains_and_never_reuses_old_weights(tiny_dataset, tmp
     assert fresh.read_bytes() == path.read_bytes()
     # other training data (here the validation list) is a change too
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="choirbench.methods.training"):
+    with caplog.at_level(logging.WARNING, logger="choirbench.training"):
         train_entry(tiny_dataset, changed, out, valid_list(tiny_dataset, tmp_path, n=2))
     assert "data.valid_sha256 changed" in caplog.text
 
@@ -236,7 +236,7 @@ def test_a_stale_resume_point_is_not_resumed(tiny_dataset, tmp_path, trained, ca
     with pytest.raises(Killed):  # killed at step 3 under the first entry: last.pt holds step 2
         _train_killed_at(tiny_dataset, trained["unet_entry"], out, trained["valid"], kill_at=3)
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
-    with caplog.at_level(logging.WARNING, logger="choirbench.methods.training"):
+    with caplog.at_level(logging.WARNING, logger="choirbench.training"):
         path = train_entry(tiny_dataset, changed, out, trained["valid"])
     assert "last.pt was trained under other settings (params.batch_size 2 -> 3)" in caplog.text
     fresh = train_entry(tiny_dataset, changed, tmp_path / "fresh", trained["valid"])
@@ -268,7 +268,7 @@ def test_resumed_training_keeps_its_full_log(tiny_dataset, tmp_path, trained, ca
         _train_killed_at(tiny_dataset, trained["unet_entry"], out, trained["valid"], kill_at=4)
     # Snakemake deletes a failed job's outputs, train_log.csv among them; last.pt (not an output) survives
     (out / "train_log.csv").unlink()
-    with caplog.at_level(logging.INFO, logger="choirbench.methods.training"):
+    with caplog.at_level(logging.INFO, logger="choirbench.training"):
         path = train_entry(tiny_dataset, trained["unet_entry"], out, trained["valid"])
     assert "last.pt at step 2" in caplog.text
     assert path.read_bytes() == trained["unet"].read_bytes()          # resumed exactly
@@ -327,7 +327,7 @@ def test_an_old_resume_point_is_moved_aside_not_resumed(tmp_path, trained, caplo
     old = {k: resume[k] for k in ("model", "optimizer", "scheduler", "step", "best", "best_state", "bad_validations",
                                   "elapsed_s", "torch_rng", "cuda_rng", "sampler")}
     torch.save(old, out / "last.pt")   # the layout of last.pt before checkpoints had a header
-    with caplog.at_level(logging.WARNING, logger="choirbench.methods.training"):
+    with caplog.at_level(logging.WARNING, logger="choirbench.training"):
         path = train_entry(trained["data"], trained["unet_entry"], out, trained["valid"])
     assert "written by an older choirbench" in caplog.text and (out / "last.stale.pt").is_file()
     assert path.read_bytes() == trained["unet"].read_bytes()

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from choirbench.data_prep.prepared import ExcerptSampler, load_example, make_examples
-from choirbench.methods import available, get
-from choirbench.methods.base import check_output
-from choirbench.methods.checkpoints import FORMAT
+from choirbench.registry import available, get
+from choirbench.registry import check_output
+from choirbench.checkpoints import FORMAT
 
 
 CASES = [(name, {}) for name in available()] + [("sf", {"supervised": True}), ("sf", {"output": "synthesis"})]

@@ -9,7 +9,7 @@ from choirbench import ChoirbenchError
 from choirbench.data_prep.f0_corruption import (DEFAULT_SEGMENT, F0_CEIL_HZ, F0_FLOOR_HZ, Corruption, corrupt_f0,
                                                 excerpt_seed, parse_corruption)
 from choirbench.data_prep.prepared import make_examples
-from choirbench.methods.harness import read_entry, separate_examples
+from choirbench.harness import read_entry, separate_examples
 from choirbench.cli import main
 from choirbench.io import read_wav
 

@@ -7,7 +7,7 @@ import pytest
 from choirbench import ChoirbenchError
 from choirbench.data_prep.prepared import write_examples
 from choirbench.io import read_wav
-from choirbench.methods.harness import build, read_entry, separate_examples, training_songs
+from choirbench.harness import build, read_entry, separate_examples, training_songs
 
 
 def write_entry(tmp_path, entry):

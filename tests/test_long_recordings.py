@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
-from choirbench.methods.base import get
-from choirbench.methods.harness import crossfade_weights, cut_notes, plan_blocks, separate_blocked
+from choirbench.registry import get
+from choirbench.harness import crossfade_weights, cut_notes, plan_blocks, separate_blocked
 from choirbench.methods.sf import SourceFilter
 from choirbench.methods.sf_model import SourceFilterNet
 from choirbench.methods.unet import UNet

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
-from choirbench.methods import get
+from choirbench.registry import get
 from choirbench.methods._nmf_common import f0_on_frames, notes_from_f0, ratio_masks
 from choirbench.methods.nmf1 import nmf_mu, nmf_sklearn
 from choirbench.methods.nmf2 import klglott88_harmonics

@@ -17,8 +17,8 @@ from choirbench.data_prep.prepared import write_examples
 from choirbench.evaluation import report_pages
 from choirbench.evaluation.figures import boxplots, figure_order, method_styles
 from choirbench.evaluation.tables import write_tables
-from choirbench.methods.harness import read_entry, separate_examples
-from choirbench.methods.training import progress_line
+from choirbench.harness import read_entry, separate_examples
+from choirbench.training import progress_line
 
 
 def metric_table(rng) -> pd.DataFrame:

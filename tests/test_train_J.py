@@ -19,7 +19,7 @@ from choirbench.config_check import check_config
 from choirbench.data_prep.prepared import ExcerptSampler, make_examples
 from choirbench.evaluation.claims import convergence_table, rests_on
 from choirbench.io import write_csv
-from choirbench.methods import harness
+from choirbench import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 SF_PARAMS = {"device": "cpu", "encoder_hidden": 8, "encoder_layers": 1, "embedding": 8, "decoder_hidden": 8,
@@ -103,7 +103,7 @@ def test_the_training_identity_includes_the_J_trained_for(per_J_models):
 def test_a_per_J_checkpoint_never_resumes_another_J(tiny_dataset, per_J_models, tmp_path, caplog):
     out = tmp_path / "run"
     shutil.copytree(per_J_models["models"][4].parent, out)
-    with caplog.at_level("WARNING", logger="choirbench.methods.training"):
+    with caplog.at_level("WARNING", logger="choirbench.training"):
         harness.train(tiny_dataset, per_J_models["entry"], 0, out, per_J_models["root"] / "J2_valid.csv", J=2)
     assert "trained_J 4 -> 2" in caplog.text
     assert (out / "model.stale.pt").read_bytes() == per_J_models["models"][4].read_bytes()

@@ -7,7 +7,7 @@ import torch
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.prepared import ExcerptSampler, load_excerpt
-from choirbench.methods import get
+from choirbench.registry import get
 from choirbench.methods.bounds import OracleBound
 from choirbench.methods.unet import (PAPER_CHANNELS, ConditionedUNet, Spectrogram, UNet, align_f0, count_parameters,
                                      f0_activation, normalised_magnitudes)

@@ -8,8 +8,8 @@ from snakemake.utils import min_version, validate
 
 from choirbench import ChoirbenchError
 from choirbench.config_check import check_config
-from choirbench.methods import get as get_method
-from choirbench.methods.harness import ENTRY_DEFAULTS, trained_J
+from choirbench.registry import get as get_method
+from choirbench.harness import ENTRY_DEFAULTS, trained_J
 
 min_version("8.0")
 
@@ -45,10 +45,9 @@ def snapshot_text(content):
 
 
 def method_entry(method):
-    entry = dict(METHODS[method])
-    entry.setdefault("f0_source", config["f0_source"])
-    entry.setdefault("excerpt_s", config["examples"]["excerpt_s"])
-    return entry
+    """The entry with every default filled in: ENTRY_DEFAULTS, then the run's F0 source and excerpt length."""
+    return {**ENTRY_DEFAULTS, "f0_source": config["f0_source"], "excerpt_s": config["examples"]["excerpt_s"],
+            **METHODS[method]}
 
 
 def f0_input(wildcards):
@@ -68,7 +67,7 @@ def trained_by(method):
 
 def train_J_of(method):
     """The entry's own `train_J`: "per_J" or a number."""
-    return METHODS[method].get("train_J", ENTRY_DEFAULTS["train_J"])
+    return method_entry(method)["train_J"]
 
 
 def model_J(method, J):

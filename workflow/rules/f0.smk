@@ -1,5 +1,5 @@
 # F0 estimated from the mixture (`f0_source: mixture`) and its accuracy.
-# Cached in results/data/{dataset}/f0_mixture/ (choirbench/data_prep/f0.py make_mixture_f0):
+# Cached in results/data/{dataset}/f0_mixture/ (data_prep/f0.py make_mixture_f0):
 # every test and validation excerpt from its own mixture, and the training songs of the trained
 # mixture-F0 entries from whole-song mixtures (one per singer rank). The knobs (config block
 # `f0_mixture`) and those entries are passed as JSON, so that a change reruns the step.
