@@ -11,6 +11,8 @@ rule prepare_dataset:
         manifest="results/data/{dataset}/manifest.csv",
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/prepare/{dataset}.tsv"
     log:
         "results/logs/prepare/{dataset}.log",
     threads: 2
@@ -32,6 +34,8 @@ rule excerpt_list:
         "results/data/{dataset}/examples/J{J}_{split}.csv",
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/examples/{dataset}/J{J}_{split}.tsv"
     log:
         "results/logs/examples/{dataset}/J{J}_{split}.log",
     params:
@@ -56,6 +60,8 @@ rule derive_f0:
         "results/data/{dataset}/f0_{source}/.complete",
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/f0/{dataset}_{source}.tsv"
     log:
         "results/logs/f0/{dataset}_{source}.log",
     threads: 1

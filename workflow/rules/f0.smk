@@ -16,6 +16,8 @@ rule derive_f0_mixture:
         "results/data/{dataset}/f0_mixture/.complete",
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/f0/{dataset}_mixture.tsv"
     log:
         "results/logs/f0/{dataset}_mixture.log",
     benchmark:
@@ -53,6 +55,8 @@ rule f0_accuracy:
         ),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/f0/{dataset}_accuracy.tsv"
     log:
         "results/logs/f0/{dataset}_accuracy.log",
     shell:

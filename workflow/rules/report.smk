@@ -17,6 +17,8 @@ rule tables:
         training=training_settings(),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/tables/{dataset}.tsv"
     log:
         "results/logs/tables/{dataset}.log",
     shell:
@@ -38,6 +40,8 @@ rule boxplots:
         ),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/figures/{dataset}_boxplots.tsv"
     log:
         "results/logs/figures/{dataset}_boxplots.log",
     shell:
@@ -58,6 +62,8 @@ rule training_curves:
         ),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/figures/{dataset}_curves.tsv"
     log:
         "results/logs/figures/{dataset}_curves.log",
     shell:
@@ -78,6 +84,8 @@ rule interpret:
         ),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/figures/{dataset}_parameters_{method}_seed{seed}.tsv"
     log:
         "results/logs/figures/{dataset}_parameters_{method}_seed{seed}.log",
     shell:
@@ -97,6 +105,8 @@ rule report_claims:
         report("results/report/{dataset}/claims.html", caption="../report/claims.rst", category="1 Claims"),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/report/{dataset}_claims.tsv"
     log:
         "results/logs/report/{dataset}_claims.log",
     shell:
@@ -120,6 +130,8 @@ rule report_table:
         table=r"J[1-4]|data_efficiency|robustness|f0_accuracy",
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/report/{dataset}_{table}.tsv"
     log:
         "results/logs/report/{dataset}_{table}.log",
     shell:
@@ -152,6 +164,8 @@ rule report_listen:
         excerpt_s=config["examples"]["excerpt_s"],
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/report/{dataset}_listen.tsv"
     log:
         "results/logs/report/{dataset}_listen.log",
     shell:
@@ -172,6 +186,8 @@ rule report_provenance:
         config=snapshot_text(config),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/report/{dataset}_provenance.tsv"
     log:
         "results/logs/report/{dataset}_provenance.log",
     shell:

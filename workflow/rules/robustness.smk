@@ -18,6 +18,8 @@ rule robustness_examples:
         "results/robustness/{dataset}/J{J}_test.csv",
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/robustness/{dataset}/J{J}_examples.tsv"
     log:
         "results/logs/robustness/{dataset}/J{J}_examples.log",
     params:
@@ -43,6 +45,8 @@ if ROBUSTNESS_CORRUPTIONS:
             [directory(f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}") for c in ROBUSTNESS_CORRUPTIONS],
         conda:
             "../envs/choirbench.yaml"
+        benchmark:
+            "results/benchmarks/robustness/{dataset}/{method}/J{J}_separate.tsv"
         log:
             "results/logs/robustness/{dataset}/{method}/J{J}_separate.log",
         benchmark:
@@ -72,6 +76,8 @@ if ROBUSTNESS_CORRUPTIONS:
             [f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}.parquet" for c in ROBUSTNESS_CORRUPTIONS],
         conda:
             "../envs/choirbench.yaml"
+        benchmark:
+            "results/benchmarks/robustness/{dataset}/{method}/J{J}_evaluate.tsv"
         log:
             "results/logs/robustness/{dataset}/{method}/J{J}_evaluate.log",
         benchmark:
@@ -114,6 +120,8 @@ rule robustness_tables:
         ),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/robustness/{dataset}/tables.tsv"
     log:
         "results/logs/robustness/{dataset}/tables.log",
     params:

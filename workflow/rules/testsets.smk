@@ -23,6 +23,8 @@ rule test_set_examples:
         "results/testsets/{test_set}/J{J}_test.csv",
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/testsets/{test_set}/J{J}_examples.tsv"
     log:
         "results/logs/testsets/{test_set}/J{J}_examples.log",
     params:
@@ -45,6 +47,8 @@ rule test_set_separate:
         directory("results/estimates/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}"),
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_separate.tsv"
     log:
         "results/logs/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_separate.log",
     benchmark:
@@ -70,6 +74,8 @@ rule test_set_evaluate:
         "results/metrics/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}.parquet",
     conda:
         "../envs/choirbench.yaml"
+    benchmark:
+        "results/benchmarks/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_evaluate.tsv"
     log:
         "results/logs/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_evaluate.log",
     benchmark:
