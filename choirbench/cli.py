@@ -217,8 +217,12 @@ def cmd_tables(args) -> None:
                                                      for v in training.values()):
             raise ChoirbenchError('--training: expected {"method": {"trained_by": ..., "steps": ..., '
                                   '"patience": ...}, ...}')
+    try:
+        verdicts = json.loads(args.verdicts)
+    except json.JSONDecodeError as err:
+        raise ChoirbenchError(f"--verdicts: not JSON ({err})") from None
     write_tables(read_tables([Path(p) for p in args.metrics]), Path(args.out), args.dataset,
-                 training=training, train_logs=[Path(p) for p in args.train_logs])
+                 training=training, train_logs=[Path(p) for p in args.train_logs], verdicts=verdicts)
 
 
 def cmd_figures(args) -> None:
@@ -475,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-logs", nargs="*", default=[], help="train_log.csv of every trained model")
     p.add_argument("--training", help='JSON: {"method": {"trained_by": entry, "steps": N, "patience": N}} '
                                       "for every trainable method entry (convergence notes in claims.md)")
+    p.add_argument("--verdicts", default="{}", help="JSON: the config's `verdicts` block (alpha, bootstrap_resamples, "
+                                                     "bootstrap_seed, plateau_tol, last_stretch)")
     p.set_defaults(func=cmd_tables)
 
     p = sub.add_parser("figures", help="box plots per J and training curves")

@@ -106,6 +106,9 @@ def check_config(config: dict) -> None:
         check_name(name, "datasets")
     check_dataset_blocks(config, used_datasets(config))
     check_method_entries(config["methods"])
+    from choirbench.evaluation.claims import verdict_settings
+
+    verdict_settings(config.get("verdicts"))
     for i, name in enumerate(config["run"]):
         check_name(name, f"run[{i}]")
         if name not in config["methods"]:

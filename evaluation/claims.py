@@ -41,18 +41,30 @@ import pandas as pd
 import scipy.stats
 
 from choirbench import ChoirbenchError
+from choirbench.params import Limit, resolve_params
 from choirbench.evaluation.aggregate import PairedScores
 from choirbench.evaluation.metrics import LOWER_IS_BETTER
 
-ALPHA = 0.05
-"""Significance level of the Holm-corrected p-values (and 1 - confidence of the intervals)."""
-N_RESAMPLES = 9999
-BOOTSTRAP_SEED = 0
-PLATEAU_TOL = 0.01
-"""A run has converged (plateau criterion) when a line fitted to its last stretch of validation losses
-drops by less than this fraction of their mean over that stretch."""
-LAST_STRETCH = 1 / 3
-"""The last stretch: this share of the validations (at least 3)."""
+VERDICT_DEFAULTS = {"alpha": 0.05, "bootstrap_resamples": 9999, "bootstrap_seed": 0, "plateau_tol": 0.01,
+                    "last_stretch": 1 / 3}
+"""The knobs of every verdict (config key ``verdicts``; these are its defaults, the only copy):
+``alpha`` the significance level of the Holm-corrected p-values (and 1 - confidence of the intervals);
+``bootstrap_resamples`` and ``bootstrap_seed`` of the percentile bootstrap; ``plateau_tol``: a run has
+converged (plateau criterion) when a line fitted to its last stretch of validation losses drops by less
+than this fraction of their mean over that stretch; ``last_stretch``: that stretch, as this share of
+the validations (at least 3)."""
+VERDICT_LIMITS = {"alpha": Limit(above=0, below=1), "bootstrap_resamples": Limit(minimum=99),
+                  "plateau_tol": Limit(above=0), "last_stretch": Limit(above=0, maximum=1)}
+ALPHA = VERDICT_DEFAULTS["alpha"]
+PLATEAU_TOL = VERDICT_DEFAULTS["plateau_tol"]
+
+
+def verdict_settings(given: dict | None = None, where: str = "verdicts") -> dict:
+    """VERDICT_DEFAULTS updated by ``given``; an unknown key or a value out of range is a ChoirbenchError
+    naming ``where.key``."""
+    return resolve_params(VERDICT_DEFAULTS, given or {}, where, VERDICT_LIMITS)
+
+
 DB_CAP = 1000.0
 """Scores are capped at +-this before differencing (a perfect estimate scores +inf dB)."""
 CLAIM_METRICS = ("SDR", "SI-SDR")
@@ -109,8 +121,9 @@ COLUMNS = ["claim", "J", "metric", "contrast", "kind", "margin", "n_pairs", "med
 
 # ---------------------------------------------------------------------------------------------- statistics
 
-def bootstrap_median_ci(d: np.ndarray, confidence: float = 1 - ALPHA, n_resamples: int = N_RESAMPLES,
-                        seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_median_ci(d: np.ndarray, confidence: float = 1 - ALPHA,
+                        n_resamples: int = VERDICT_DEFAULTS["bootstrap_resamples"],
+                        seed: int = VERDICT_DEFAULTS["bootstrap_seed"]) -> tuple[float, float]:
     """Percentile-bootstrap interval of the median of ``d`` (scipy.stats.bootstrap, seeded).
 
     Fewer than two values: (nan, nan). Percentile rather than BCa, since BCa is undefined for the
@@ -181,7 +194,7 @@ def verdict(kind: str, margin: float, ci_low: float, ci_high: float, p_adjusted:
 # --------------------------------------------------------------------------------------------- convergence
 
 def convergence(log_path: Path, steps: int | None = None, patience: int | None = None,
-                tol: float = PLATEAU_TOL) -> dict:
+                tol: float = PLATEAU_TOL, last_stretch: float = VERDICT_DEFAULTS["last_stretch"]) -> dict:
     """What a ``train_log.csv`` (step, split, loss, lr, elapsed_s) says about how training ended.
 
     Returns steps_run, validations, since_best (validations after the best one), ended_by
@@ -204,7 +217,7 @@ def convergence(log_path: Path, steps: int | None = None, patience: int | None =
     since_best = int(len(losses) - 1 - np.argmin(losses)) if len(losses) else 0
     last_change = math.nan
     if len(losses) >= 2:
-        k = min(len(losses), max(3, math.ceil(LAST_STRETCH * len(losses))))
+        k = min(len(losses), max(3, math.ceil(last_stretch * len(losses))))
         x, y = at[-k:], losses[-k:]
         slope = np.polyfit(x, y, 1)[0]
         scale = abs(float(np.mean(y))) or 1.0
@@ -242,18 +255,18 @@ def parse_train_log_path(path: Path) -> tuple[str, int, int | None]:
     return folder.parent.name, int(folder.name[4:]), J
 
 
-def convergence_table(train_logs: list[Path], training: dict | None = None) -> pd.DataFrame:
+def convergence_table(train_logs: list[Path], training: dict | None = None, settings: dict | None = None) -> pd.DataFrame:
     """One row per train log (``results/models/{dataset}/{entry}/seed{seed}/J{J}/train_log.csv``, J the
     number of voices the model was trained for), with the entry's ``steps``/``patience`` from
-    ``training`` (method id -> {"trained_by", "steps", "patience"})."""
-    settings = {}
-    for info in (training or {}).values():
-        settings[info.get("trained_by")] = info
+    ``training`` (method id -> {"trained_by", "steps", "patience"}); ``settings``: verdict_settings()."""
+    settings = verdict_settings(settings)
+    by_entry = {info.get("trained_by"): info for info in (training or {}).values()}
     rows = []
     for path in map(Path, train_logs):
         entry, seed, J = parse_train_log_path(path)
-        info = settings.get(entry, {})
-        row = convergence(path, info.get("steps"), info.get("patience"))
+        info = by_entry.get(entry, {})
+        row = convergence(path, info.get("steps"), info.get("patience"), settings["plateau_tol"],
+                          settings["last_stretch"])
         rows.append({"entry": entry, "seed": seed, "J": J, **row})
     columns = ["entry", "seed", "J", "steps_run", "validations", "since_best", "ended_by", "last_change",
                "converged", "note"]
@@ -317,12 +330,14 @@ def contrast_differences(scores: PairedScores, claim: Claim, metric: str, J: int
 
 
 def check_claims(table: pd.DataFrame, training: dict | None = None,
-                 runs: pd.DataFrame | None = None) -> pd.DataFrame:
+                 runs: pd.DataFrame | None = None, settings: dict | None = None) -> pd.DataFrame:
     """One row per (claim, J, metric) whose methods all ran: see :data:`COLUMNS` and the module docstring.
 
     ``table``: the long results table; ``training``: method id -> {"trained_by", "steps", "patience"}
-    for the trainable entries; ``runs``: :func:`convergence_table` of their train logs.
+    for the trainable entries; ``runs``: :func:`convergence_table` of their train logs; ``settings``:
+    :func:`verdict_settings` (alpha, bootstrap resamples and seed).
     """
+    settings = verdict_settings(settings)
     present, measured = set(table["method"].unique()), set(table["metric"].unique())
     scores = PairedScores(table)
     rows = []
@@ -336,7 +351,8 @@ def check_claims(table: pd.DataFrame, training: dict | None = None,
                 if metric not in measured:
                     continue
                 d, per_seed = contrast_differences(scores, claim, metric, int(J))
-                lo, hi = bootstrap_median_ci(d)
+                lo, hi = bootstrap_median_ci(d, 1 - settings["alpha"], settings["bootstrap_resamples"],
+                                             settings["bootstrap_seed"])
                 rows.append({"claim": claim.text, "J": int(J), "metric": metric, "contrast": claim.label,
                              "kind": claim.kind, "margin": claim.margin, "n_pairs": len(d),
                              "median_diff": float(np.median(d)) if len(d) else math.nan,
@@ -348,5 +364,6 @@ def check_claims(table: pd.DataFrame, training: dict | None = None,
         family = rows[first:]
         for row, p_adj in zip(family, holm([r["p_value"] for r in family])):
             row["p_holm"] = float(p_adj)
-            row["verdict"] = verdict(row["kind"], row["margin"], row["ci_low"], row["ci_high"], row["p_holm"])
+            row["verdict"] = verdict(row["kind"], row["margin"], row["ci_low"], row["ci_high"], row["p_holm"],
+                                     settings["alpha"])
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from choirbench.evaluation.aggregate import BOUNDS, PairedScores, method_order, summary, voice_order
-from choirbench.evaluation.claims import (ALPHA, CLAIM_METRICS, DB_CAP, MAGNITUDE_CLAIM_METRICS, PLATEAU_TOL,
+from choirbench.evaluation.claims import (CLAIM_METRICS, DB_CAP, MAGNITUDE_CLAIM_METRICS, verdict_settings,
                                           check_claims, convergence_table, holm, signed_rank_p)
 from choirbench.evaluation.metrics import FLOOR_DB, LOWER_IS_BETTER
 from choirbench.io import write_csv, write_text
@@ -34,8 +34,9 @@ def _cell(mean: float, std: float, n_seeds: int) -> str:
     return f"{mean:.2f} ± {std:.2f}" if n_seeds > 1 else f"{mean:.2f}"
 
 
-def best_markers(scores: PairedScores, stats: pd.DataFrame, J: int, metric: str) -> dict[str, str]:
-    """Method -> marker for one metric's ``all`` column (see the module docstring)."""
+def best_markers(scores: PairedScores, stats: pd.DataFrame, J: int, metric: str, alpha: float) -> dict[str, str]:
+    """Method -> marker for one metric's ``all`` column (see the module docstring); ``alpha``: the
+    significance level of the Holm-corrected Wilcoxon tests against the best method."""
     sub = stats[(stats["J"] == J) & (stats["metric"] == metric) & (stats["voice"] == "all")]
     sub = sub[~sub["method"].isin(BOUNDS) & np.isfinite(sub["mean"])]
     if sub.empty:
@@ -50,12 +51,13 @@ def best_markers(scores: PairedScores, stats: pd.DataFrame, J: int, metric: str)
         p_values.append(signed_rank_p(d, "two-sided") if len(d) else np.nan)
     markers = {best: BEST}
     for other, p_adj in zip(others, holm(p_values)):
-        if not (np.isfinite(p_adj) and p_adj < ALPHA):
+        if not (np.isfinite(p_adj) and p_adj < alpha):
             markers[other] = TIED
     return markers
 
 
-def wide_table(stats: pd.DataFrame, J: int, table: pd.DataFrame | None = None) -> pd.DataFrame:
+def wide_table(stats: pd.DataFrame, J: int, table: pd.DataFrame | None = None,
+               alpha: float = verdict_settings()["alpha"]) -> pd.DataFrame:
     """Rows: methods; columns: per-voice SDR/SI-SDR cells, every metric over all voices (SiSEC and
     pooled median, 'mean ± std' over seeds), seeds, excerpts, skipped and floored frames.
     With the long ``table``, the ``all`` cells carry the best / not-significantly-worse markers."""
@@ -63,7 +65,7 @@ def wide_table(stats: pd.DataFrame, J: int, table: pd.DataFrame | None = None) -
     voices = [v for v in voice_order(sub["voice"]) if v != "all"]
     metrics = [m for m in TABLE_METRICS if m in set(sub["metric"])]
     scores = PairedScores(table) if table is not None else None
-    markers = {m: best_markers(scores, stats, J, m) for m in metrics} if scores is not None else {}
+    markers = {m: best_markers(scores, stats, J, m, alpha) for m in metrics} if scores is not None else {}
     floored = {}
     if table is not None:
         si = table[(table["J"] == J) & (table["metric"] == "SI-SDR")]
@@ -141,20 +143,22 @@ def data_efficiency(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_tables(table: pd.DataFrame, out_dir: Path, dataset: str, *, training: dict | None = None,
-                 train_logs: list[Path] | None = None) -> list[Path]:
+                 train_logs: list[Path] | None = None, verdicts: dict | None = None) -> list[Path]:
     """Write summary.csv, J{J}.{csv,md,tex}, data_efficiency.{csv,md}, claims.{csv,md} and
     convergence.csv; return the paths. ``training`` (method id -> {"trained_by", "steps", "patience"})
-    and ``train_logs`` give each claim its convergence note (see claims.check_claims)."""
+    and ``train_logs`` give each claim its convergence note (see claims.check_claims); ``verdicts``: the
+    config's ``verdicts`` block (claims.verdict_settings)."""
+    settings = verdict_settings(verdicts)
     out_dir = Path(out_dir)
     stats = summary(table)
     written = [out_dir / "summary.csv"]
     write_csv(written[0], stats.round(4))
     for J in sorted(stats["J"].unique()):
-        wide = wide_table(stats, int(J), table)
+        wide = wide_table(stats, int(J), table, settings["alpha"])
         caption = (f"{dataset}, J = {J}: median over 1-s frames, then over excerpts (dB; MCD in cepstral "
                    "units, lower is better); 'pooled': the paper's one median over all frames; mean ± std over "
                    f"seeds. {BEST} best method, {TIED} not significantly different from it (Wilcoxon, Holm, "
-                   f"alpha {ALPHA}).")
+                   f"alpha {settings['alpha']:g}).")
         for suffix, text in (("csv", None), ("md", f"**{caption}**\n\n" + to_markdown(wide)),
                              ("tex", to_latex(wide, caption))):
             path = out_dir / f"J{J}.{suffix}"
@@ -166,18 +170,21 @@ def write_tables(table: pd.DataFrame, out_dir: Path, dataset: str, *, training: 
                "**Drop in median score from all training data (-full) to 3 % (-small), dB.**\n\n"
                + (to_markdown(eff) if len(eff) else "No method has both -full and -small variants.\n"))
     written += [out_dir / "data_efficiency.csv", out_dir / "data_efficiency.md"]
-    runs = convergence_table(train_logs or [], training) if training is not None else None
+    runs = convergence_table(train_logs or [], training, settings) if training is not None else None
     if runs is not None:
         write_csv(out_dir / "convergence.csv", runs)
         written.append(out_dir / "convergence.csv")
-    claims = check_claims(table, training, runs)
+    claims = check_claims(table, training, runs, settings)
     write_csv(out_dir / "claims.csv", claims.round(6))
-    write_text(out_dir / "claims.md", claims_markdown(claims, runs))
+    write_text(out_dir / "claims.md", claims_markdown(claims, runs, settings))
     return written + [out_dir / "claims.csv", out_dir / "claims.md"]
 
 
-def claims_markdown(claims: pd.DataFrame, runs: pd.DataFrame | None) -> str:
-    """claims.md: what the verdicts rest on in words, the rule, then one table per J."""
+def claims_markdown(claims: pd.DataFrame, runs: pd.DataFrame | None, settings: dict | None = None) -> str:
+    """claims.md: what the verdicts rest on in words, the rule (with ``settings``, claims.verdict_settings),
+    then one table per J."""
+    settings = verdict_settings(settings)
+    alpha = settings["alpha"]
     lines = ["# The paper's claims against this run", ""]
     if runs is None:
         lines.append("**Convergence of the trained models was not checked (no train logs given).**")
@@ -196,11 +203,13 @@ def claims_markdown(claims: pd.DataFrame, runs: pd.DataFrame | None) -> str:
                          "marked budget-limited: a longer training run could change them.**")
     lines += ["", f"Rule: d = paired difference over (excerpt, voice) of medians over shared 1-s frames (seeds "
               f"averaged; sign flipped for MCD so d > 0 favours the first method); interval: percentile bootstrap "
-              f"{100 * (1 - ALPHA):.0f} % CI of median(d); p: Wilcoxon signed-rank of the claim as stated (TOST "
-              f"for 'within'), Holm-corrected within each J. **holds**: CI beyond the margin and p_holm < {ALPHA}; "
+              f"{100 * (1 - alpha):g} % CI of median(d) ({settings['bootstrap_resamples']} resamples, seed "
+              f"{settings['bootstrap_seed']}); p: Wilcoxon signed-rank of the claim as stated (TOST "
+              f"for 'within'), Holm-corrected within each J. **holds**: CI beyond the margin and p_holm < {alpha:g}; "
               "**refuted**: CI entirely on the wrong side of the margin; else **inconclusive**. 'rests on': the "
               "trained models behind the row; converged = stopped early, or the validation loss changed by less "
-              f"than {100 * PLATEAU_TOL:g} % over the last third of the validations (a fitted line); else "
+              f"than {100 * settings['plateau_tol']:g} % over the last {100 * settings['last_stretch']:.0f} % of the "
+              "validations (a fitted line); else "
               "the % change is given and the verdict is budget-limited.", ""]
     if claims.empty:
         return "\n".join(lines + ["No claim's methods ran.", ""])

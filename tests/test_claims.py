@@ -141,3 +141,25 @@ def test_a_table_given_twice_is_refused(tmp_path):
     assert len(read_tables([path])) == 2
     with pytest.raises(ChoirbenchError, match="nmf1 seed 0 J=2 twice"):
         read_tables([path, path])
+
+
+def test_verdict_settings_come_from_the_config_and_change_the_verdicts(tmp_path):
+    rng = np.random.default_rng(15)
+    base = rng.normal(0, 3, size=(6, 2, 4))
+    # nmf1 beats the mixture by ~5.6 dB: above the 5 dB margin, but with a p-value between 0.001 and 0.05
+    table = long_table({"mixture": base, "nmf1": base + 5.6 + 0.8 * rng.standard_normal(base.shape)})
+    row = lambda settings: check_claims(table, settings=settings).set_index("claim").loc[  # noqa: E731
+        "NMF1 beats the mixture by at least 5 dB"]
+    loose, strict = row({"alpha": 0.05}), row({"alpha": 0.001})
+    assert 0.001 < loose["p_holm"] < 0.05
+    assert loose["verdict"] == "holds" and strict["verdict"] == "inconclusive"
+    assert strict["ci_high"] - strict["ci_low"] > loose["ci_high"] - loose["ci_low"]  # a 99.9 % interval is wider
+    lows = {row({"bootstrap_resamples": 99, "bootstrap_seed": seed})["ci_low"] for seed in range(5)}
+    assert len(lows) > 1  # the seed and the resample count are used
+    text = claims_markdown(check_claims(table, settings={"bootstrap_resamples": 199}), None,
+                           {"bootstrap_resamples": 199})
+    assert "199 resamples" in text
+    with pytest.raises(ChoirbenchError, match=r"verdicts\.alhpa is unknown"):
+        check_claims(table, settings={"alhpa": 0.01})
+    with pytest.raises(ChoirbenchError, match=r"verdicts\.alpha must be < 1"):
+        check_claims(table, settings={"alpha": 1.5})

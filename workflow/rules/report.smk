@@ -15,6 +15,7 @@ rule tables:
         summary="results/tables/{dataset}/summary.csv",
     params:
         training=training_settings(),
+        verdicts=json.dumps(config.get("verdicts") or {}, sort_keys=True),
     conda:
         "../envs/choirbench.yaml"
     benchmark:
@@ -23,7 +24,7 @@ rule tables:
         "results/logs/tables/{dataset}.log",
     shell:
         "choirbench tables --dataset {wildcards.dataset} --metrics {input.metrics} "
-        "--train-logs {input.logs} --training '{params.training}' "
+        "--train-logs {input.logs} --training '{params.training}' --verdicts '{params.verdicts}' "
         "--out results/tables/{wildcards.dataset} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
