@@ -207,22 +207,29 @@ def cmd_tables(args) -> None:
     from choirbench.evaluation.aggregate import read_tables
     from choirbench.evaluation.tables import write_tables
 
-    training = None
-    if args.training is not None:
-        try:
-            training = json.loads(args.training)
-        except json.JSONDecodeError as err:
-            raise ChoirbenchError(f"--training: not JSON ({err})") from None
+    training = _json_option(args.training, "--training")
+    if training is not None:
         if not isinstance(training, dict) or not all(isinstance(v, dict) and "trained_by" in v
                                                      for v in training.values()):
             raise ChoirbenchError('--training: expected {"method": {"trained_by": ..., "steps": ..., '
                                   '"patience": ...}, ...}')
-    try:
-        verdicts = json.loads(args.verdicts)
-    except json.JSONDecodeError as err:
-        raise ChoirbenchError(f"--verdicts: not JSON ({err})") from None
+    verdicts, f0_pairs = _json_option(args.verdicts, "--verdicts"), _json_option(args.f0_pairs, "--f0-pairs")
+    if f0_pairs is not None and not (isinstance(f0_pairs, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in f0_pairs.items())):
+        raise ChoirbenchError('--f0-pairs: expected {"entry given mixture F0": "its truth-F0 twin", ...}')
     write_tables(read_tables([Path(p) for p in args.metrics]), Path(args.out), args.dataset,
-                 training=training, train_logs=[Path(p) for p in args.train_logs], verdicts=verdicts)
+                 training=training, train_logs=[Path(p) for p in args.train_logs], verdicts=verdicts,
+                 f0_pairs=f0_pairs)
+
+
+def _json_option(text: str | None, option: str):
+    """The value of a JSON command-line option (None when absent); one line naming the option when not JSON."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ChoirbenchError(f"{option}: not JSON ({err})") from None
 
 
 def cmd_figures(args) -> None:
@@ -479,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-logs", nargs="*", default=[], help="train_log.csv of every trained model")
     p.add_argument("--training", help='JSON: {"method": {"trained_by": entry, "steps": N, "patience": N}} '
                                       "for every trainable method entry (convergence notes in claims.md)")
+    p.add_argument("--f0-pairs", help='JSON: {"entry given mixture F0": "its twin given the annotated F0"}: '
+                                       "writes f0_cost.{csv,md}")
     p.add_argument("--verdicts", default="{}", help="JSON: the config's `verdicts` block (alpha, bootstrap_resamples, "
                                                      "bootstrap_seed, plateau_tol, last_stretch)")
     p.set_defaults(func=cmd_tables)

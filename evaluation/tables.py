@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from choirbench.evaluation.aggregate import BOUNDS, PairedScores, method_order, summary, voice_order
-from choirbench.evaluation.claims import (CLAIM_METRICS, DB_CAP, MAGNITUDE_CLAIM_METRICS, verdict_settings,
-                                          check_claims, convergence_table, holm, signed_rank_p)
+from choirbench.evaluation.claims import (CLAIM_METRICS, DB_CAP, MAGNITUDE_CLAIM_METRICS, bootstrap_median_ci,
+                                          check_claims, convergence_table, holm, signed_rank_p, verdict_settings)
 from choirbench.evaluation.metrics import FLOOR_DB, LOWER_IS_BETTER
 from choirbench.io import write_csv, write_text
 
@@ -142,12 +142,63 @@ def data_efficiency(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["J", "metric", "family", "full", "small", "drop"])
 
 
+def f0_cost(table: pd.DataFrame, pairs: dict[str, str], settings: dict | None = None) -> pd.DataFrame:
+    """What F0 estimated from the mixture costs a method (issue 11; the paper's condition).
+
+    ``pairs``: entry given mixture F0 -> its twin given the annotated F0 (the same entry otherwise).
+    Per pair, J and metric (SDR, SI-SDR): the paired difference d = truth - mixture over (excerpt,
+    voice) of the medians over shared 1-s frames (seeds averaged), its median with a bootstrap
+    interval (``settings``: claims.verdict_settings), and the median d per voice. dB; d > 0: the
+    realistic F0 costs that much.
+    """
+    settings = verdict_settings(settings)
+    scores = PairedScores(table)
+    rows = []
+    for mixed, truth in sorted(pairs.items()):
+        for J in sorted(table["J"].unique()):
+            for metric in VOICE_METRICS:
+                pair = scores.seed_mean([truth, mixed], metric, int(J)).clip(-DB_CAP, DB_CAP)
+                if pair.empty:
+                    continue
+                d = pair[truth] - pair[mixed]
+                lo, hi = bootstrap_median_ci(d.to_numpy(float), 1 - settings["alpha"],
+                                             settings["bootstrap_resamples"], settings["bootstrap_seed"])
+                per_voice = d.groupby(level="voice").median()
+                rows.append({"entry": mixed, "truth_twin": truth, "J": int(J), "metric": metric, "n_pairs": len(d),
+                             "truth": float(pair[truth].median()), "mixture": float(pair[mixed].median()),
+                             "drop": float(d.median()), "ci_low": lo, "ci_high": hi,
+                             **{f"drop_{v}": float(per_voice[v]) for v in voice_order(per_voice.index)}})
+    return pd.DataFrame(rows)
+
+
+def f0_cost_markdown(cost: pd.DataFrame, settings: dict | None = None) -> str:
+    settings = verdict_settings(settings)
+    lines = ["# What F0 from the mixture costs", "",
+             "Each entry given F0 estimated from the mixture (multi-F0 salience + voice assignment, the paper's "
+             "condition) beside its twin given the annotated F0: median over (excerpt, voice) of the medians over "
+             "shared 1-s frames (dB, seeds averaged); drop = paired difference truth - mixture with its "
+             f"{100 * (1 - settings['alpha']):g} % bootstrap interval, then per voice. The F0 accuracy behind it: "
+             "f0_accuracy.", ""]
+    if cost.empty:
+        return "\n".join(lines + ["No entry of this run is given mixture F0 beside a truth-F0 twin.", ""])
+    voices = [c for c in cost.columns if c.startswith("drop_")]
+    view = pd.DataFrame({
+        "entry (twin)": [f"{m} ({t})" for m, t in zip(cost["entry"], cost["truth_twin"])],
+        "J": cost["J"], "metric": cost["metric"], "n": cost["n_pairs"],
+        "truth F0": cost["truth"].round(2), "mixture F0": cost["mixture"].round(2),
+        "drop [CI]": [f"{d:.2f} [{lo:.2f}, {hi:.2f}]" for d, lo, hi in zip(cost["drop"], cost["ci_low"], cost["ci_high"])],
+        **{f"drop {c[5:]}": cost[c].round(2).fillna("-") for c in voices}})
+    return "\n".join(lines) + "\n" + to_markdown(view)
+
+
 def write_tables(table: pd.DataFrame, out_dir: Path, dataset: str, *, training: dict | None = None,
-                 train_logs: list[Path] | None = None, verdicts: dict | None = None) -> list[Path]:
+                 train_logs: list[Path] | None = None, verdicts: dict | None = None,
+                 f0_pairs: dict[str, str] | None = None) -> list[Path]:
     """Write summary.csv, J{J}.{csv,md,tex}, data_efficiency.{csv,md}, claims.{csv,md} and
     convergence.csv; return the paths. ``training`` (method id -> {"trained_by", "steps", "patience"})
     and ``train_logs`` give each claim its convergence note (see claims.check_claims); ``verdicts``: the
-    config's ``verdicts`` block (claims.verdict_settings)."""
+    config's ``verdicts`` block (claims.verdict_settings); ``f0_pairs`` (entry given mixture F0 -> its
+    truth-F0 twin), when given, also writes f0_cost.{csv,md} (:func:`f0_cost`)."""
     settings = verdict_settings(verdicts)
     out_dir = Path(out_dir)
     stats = summary(table)
@@ -170,6 +221,11 @@ def write_tables(table: pd.DataFrame, out_dir: Path, dataset: str, *, training: 
                "**Drop in median score from all training data (-full) to 3 % (-small), dB.**\n\n"
                + (to_markdown(eff) if len(eff) else "No method has both -full and -small variants.\n"))
     written += [out_dir / "data_efficiency.csv", out_dir / "data_efficiency.md"]
+    if f0_pairs is not None:
+        cost = f0_cost(table, f0_pairs, settings)
+        write_csv(out_dir / "f0_cost.csv", cost.round(4))
+        write_text(out_dir / "f0_cost.md", f0_cost_markdown(cost, settings))
+        written += [out_dir / "f0_cost.csv", out_dir / "f0_cost.md"]
     runs = convergence_table(train_logs or [], training, settings) if training is not None else None
     if runs is not None:
         write_csv(out_dir / "convergence.csv", runs)

@@ -163,3 +163,23 @@ def test_verdict_settings_come_from_the_config_and_change_the_verdicts(tmp_path)
         check_claims(table, settings={"alhpa": 0.01})
     with pytest.raises(ChoirbenchError, match=r"verdicts\.alpha must be < 1"):
         check_claims(table, settings={"alpha": 1.5})
+
+
+def test_f0_cost_is_the_paired_drop_from_truth_to_mixture_f0_per_voice():
+    from choirbench.evaluation.tables import f0_cost, f0_cost_markdown
+
+    rng = np.random.default_rng(16)
+    base = rng.normal(5, 3, size=(12, 2, 4))
+    # mixture F0 costs the soprano (voice 0) 4 dB and the alto (voice 1) 1 dB
+    cost_by_voice = np.array([4.0, 1.0])[None, :, None]
+    table = long_table({"nmf2": base, "nmf2-mixf0": base - cost_by_voice + 0.1 * rng.standard_normal(base.shape)})
+    cost = f0_cost(table, {"nmf2-mixf0": "nmf2"})
+    row = cost.iloc[0]
+    assert (row["entry"], row["truth_twin"], row["J"], row["metric"], row["n_pairs"]) == ("nmf2-mixf0", "nmf2", 2,
+                                                                                         "SI-SDR", 24)
+    assert abs(row["drop_S"] - 4.0) < 0.2 and abs(row["drop_A"] - 1.0) < 0.2
+    assert row["ci_low"] <= row["drop"] <= row["ci_high"] and 1.0 < row["drop"] < 4.0
+    text = f0_cost_markdown(cost)
+    assert "nmf2-mixf0 (nmf2)" in text and "drop S" in text
+    assert f0_cost(table, {"sf-us-full-mixf0": "sf-us-full"}).empty  # entries that did not run: no row
+    assert "No entry" in f0_cost_markdown(f0_cost(table, {}))

@@ -13,9 +13,12 @@ rule tables:
         efficiency="results/tables/{dataset}/data_efficiency.md",
         claims="results/tables/{dataset}/claims.md",
         summary="results/tables/{dataset}/summary.csv",
+        # what F0 from the mixture costs, when an entry is given it beside a truth-F0 twin
+        f0_cost=["results/tables/{dataset}/f0_cost.md"] if F0_TWINS else [],
     params:
         training=training_settings(),
         verdicts=json.dumps(config.get("verdicts") or {}, sort_keys=True),
+        f0_pairs=f"--f0-pairs '{json.dumps(F0_TWINS, sort_keys=True)}'" if F0_TWINS else "",
     conda:
         "../envs/choirbench.yaml"
     benchmark:
@@ -24,7 +27,7 @@ rule tables:
         "results/logs/tables/{dataset}.log",
     shell:
         "choirbench tables --dataset {wildcards.dataset} --metrics {input.metrics} "
-        "--train-logs {input.logs} --training '{params.training}' --verdicts '{params.verdicts}' "
+        "--train-logs {input.logs} --training '{params.training}' --verdicts '{params.verdicts}' {params.f0_pairs} "
         "--out results/tables/{wildcards.dataset} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
@@ -128,7 +131,7 @@ rule report_table:
             labels={"table": "{table}"},
         ),
     wildcard_constraints:
-        table=r"J[1-4]|data_efficiency|robustness|f0_accuracy",
+        table=r"J[1-4]|data_efficiency|f0_cost|robustness|f0_accuracy",
     conda:
         "../envs/choirbench.yaml"
     benchmark:

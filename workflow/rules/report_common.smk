@@ -19,6 +19,28 @@ def training_settings():
     return json.dumps(out, sort_keys=True)
 
 
+def f0_twins():
+    """Entry given mixture F0 -> its enabled twin given the annotated F0: the same method, params, excerpt
+    length, train_J and training set (of the entry that trained its model), F0 source aside. What the
+    tables rule's f0_cost table compares."""
+
+    def key(m):
+        entry, source = method_entry(m), method_entry(trained_by(m))
+        training = {k: source[k] for k in ("data", "small_fraction", "small_seed", "train_parts")}
+        return json.dumps([entry["model"], entry.get("params") or {}, entry["excerpt_s"], entry["train_J"], training],
+                          sort_keys=True)
+
+    truth = {}
+    for m in ENABLED:
+        if method_entry(m)["f0_source"] == "truth":
+            truth.setdefault(key(m), m)
+    return {m: truth[key(m)] for m in ENABLED
+            if method_entry(m)["f0_source"] == "mixture" and key(m) in truth}
+
+
+F0_TWINS = f0_twins()
+
+
 def report_audio_J():
     """The J of the excerpts the report plays (report_audio.J, default the largest J of the run)."""
     J = config["report_audio"].get("J") or max(config["J"])
@@ -34,7 +56,8 @@ def report_markdown(dataset):
     """The tables rendered as pages: J tables, data efficiency, and robustness / F0 accuracy when run."""
     extra = [p for p in robustness_outputs() + f0_outputs()
              if p.endswith(".md") and p.startswith(f"results/tables/{dataset}/")]
-    names = [f"J{J}" for J in config["J"]] + ["data_efficiency"] + [Path(p).stem for p in extra]
+    names = [f"J{J}" for J in config["J"]] + ["data_efficiency"] + ["f0_cost"] * bool(F0_TWINS)
+    names += [Path(p).stem for p in extra]
     return [f"results/report/{dataset}/tables/{name}.html" for name in names]
 
 
