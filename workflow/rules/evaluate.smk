@@ -11,8 +11,6 @@ rule evaluate:
         "results/metrics/{dataset}/{method}/seed{seed}/J{J}.parquet",
     conda:
         "../envs/choirbench.yaml"
-    benchmark:
-        "results/benchmarks/evaluate/{dataset}/{method}/seed{seed}/J{J}.tsv"
     log:
         "results/logs/evaluate/{dataset}/{method}/seed{seed}/J{J}.log",
     benchmark:

@@ -16,8 +16,6 @@ rule derive_f0_mixture:
         "results/data/{dataset}/f0_mixture/.complete",
     conda:
         "../envs/choirbench.yaml"
-    benchmark:
-        "results/benchmarks/f0/{dataset}_mixture.tsv"
     log:
         "results/logs/f0/{dataset}_mixture.log",
     benchmark:

@@ -14,8 +14,6 @@ rule train:
         log_csv="results/models/{dataset}/{method}/seed{seed}/J{J}/train_log.csv",
     conda:
         "../envs/choirbench.yaml"
-    benchmark:
-        "results/benchmarks/train/{dataset}/{method}/seed{seed}/J{J}.tsv"
     log:
         "results/logs/train/{dataset}/{method}/seed{seed}/J{J}.log",
     benchmark:
@@ -46,8 +44,6 @@ rule separate:
         directory("results/estimates/{dataset}/{method}/seed{seed}/J{J}"),
     conda:
         "../envs/choirbench.yaml"
-    benchmark:
-        "results/benchmarks/separate/{dataset}/{method}/seed{seed}/J{J}.tsv"
     log:
         "results/logs/separate/{dataset}/{method}/seed{seed}/J{J}.log",
     benchmark:

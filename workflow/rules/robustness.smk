@@ -45,8 +45,6 @@ if ROBUSTNESS_CORRUPTIONS:
             [directory(f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}") for c in ROBUSTNESS_CORRUPTIONS],
         conda:
             "../envs/choirbench.yaml"
-        benchmark:
-            "results/benchmarks/robustness/{dataset}/{method}/J{J}_separate.tsv"
         log:
             "results/logs/robustness/{dataset}/{method}/J{J}_separate.log",
         benchmark:
@@ -76,8 +74,6 @@ if ROBUSTNESS_CORRUPTIONS:
             [f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}.parquet" for c in ROBUSTNESS_CORRUPTIONS],
         conda:
             "../envs/choirbench.yaml"
-        benchmark:
-            "results/benchmarks/robustness/{dataset}/{method}/J{J}_evaluate.tsv"
         log:
             "results/logs/robustness/{dataset}/{method}/J{J}_evaluate.log",
         benchmark:

@@ -47,8 +47,6 @@ rule test_set_separate:
         directory("results/estimates/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}"),
     conda:
         "../envs/choirbench.yaml"
-    benchmark:
-        "results/benchmarks/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_separate.tsv"
     log:
         "results/logs/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_separate.log",
     benchmark:
@@ -74,8 +72,6 @@ rule test_set_evaluate:
         "results/metrics/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}.parquet",
     conda:
         "../envs/choirbench.yaml"
-    benchmark:
-        "results/benchmarks/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_evaluate.tsv"
     log:
         "results/logs/testsets/{test_set}/from_{dataset}/{method}/seed{seed}/J{J}_evaluate.log",
     benchmark:
