@@ -127,7 +127,7 @@ rule report_table:
             labels={"table": "{table}"},
         ),
     wildcard_constraints:
-        table=r"J[1-4]|data_efficiency|robustness|f0_accuracy",
+        table=r"J[1-4]|data_efficiency|robustness|f0_accuracy|data_efficiency_curve|frugality",
     conda:
         "../envs/choirbench.yaml"
     benchmark:
