@@ -140,7 +140,7 @@ def curve_markdown(curve: pd.DataFrame, J: int) -> str:
     return head + to_markdown(shown)
 
 
-def curve_figure(curve: pd.DataFrame, out: Path, J: int) -> Path:
+def draw_curve(curve: pd.DataFrame, J: int) -> plt.Figure:
     """Median SI-SDR with its interval against training audio minutes (log x), one line per family."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for family, sub in curve.groupby("family", sort=True):
@@ -156,6 +156,12 @@ def curve_figure(curve: pd.DataFrame, out: Path, J: int) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def curve_figure(curve: pd.DataFrame, out: Path, J: int) -> Path:
+    """:func:`draw_curve` written to ``out`` (PNG)."""
+    fig = draw_curve(curve, J)
     out = Path(out)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
