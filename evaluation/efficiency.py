@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -150,6 +151,9 @@ def draw_curve(curve: pd.DataFrame, J: int) -> plt.Figure:
         ax.errorbar(sub["train_minutes"], sub["median"], yerr=[low, high], marker="o", capsize=3,
                     label=FAMILY_LABELS.get(family, family))
     ax.set_xscale("log")
+    ticks = sorted(set(curve["train_minutes"].round(3)))  # label the points' own minutes, not powers of ten
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training audio (minutes, log scale)")
     ax.set_ylabel(f"median {CURVE_METRIC} (dB)")
     ax.set_title(f"Data efficiency, J = {J} (bars: bootstrap 95 % CI)")

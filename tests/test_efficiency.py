@@ -267,3 +267,26 @@ def test_a_base_entry_that_is_not_full_is_one_line(tmp_path, six_songs):
     done = snakemake(work, "-n", "all", "--configfile", "a.yaml")
     assert done.returncode != 0
     assert "data_efficiency.entries[0]: 'sf-us-small' must be a trained entry with data: full" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_curve_and_the_frugality_table_end_to_end(tmp_path, six_songs):
+    """The whole chain on tiny sf models: plan, one new training, reuse of the others, curve, figure, frugality."""
+    work = small_workdir(tmp_path / "wf")
+    config = yaml.safe_load(efficiency_config("tiny", six_songs, fractions=[0.03, 0.5, 1.0]))
+    config["frugality"] = {"enabled": True}
+    (work / "a.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(work, "--cores", "2", "data_efficiency", "frugality", "--configfile", "a.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = work / "results"
+    curve = pd.read_csv(out / "tables/tiny/data_efficiency_curve.csv")
+    assert list(curve["model_of"]) == ["sf-us-small", "sf-us-full_frac0.5", "sf-us-full"]
+    assert list(curve["songs"]) == [1, 3, 6] and curve["median"].notna().all()
+    assert (curve["ci_low"] <= curve["median"]).all() and (curve["median"] <= curve["ci_high"]).all()
+    assert (out / "figures/tiny/data_efficiency.png").stat().st_size > 10_000
+    assert sorted(p.name for p in (out / "efficiency/tiny/models").iterdir()) == ["sf-us-full_frac0.5"]
+    table = pd.read_csv(out / "tables/tiny/frugality.csv").set_index("entry")
+    assert table.loc["sf-us-full", "parameters"] == table.loc["sf-us-small", "parameters"] > 1000
+    assert table.loc["sf-us-full", "train_audio_min"] == pytest.approx(6 * 5.0 / 60)
+    assert table.loc["sf-us-small", "train_audio_min"] == pytest.approx(5.0 / 60)
+    assert (table["separate_rtf"] > 0).all() and table.loc["nmf2", "parameters"] == 0
