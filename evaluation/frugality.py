@@ -70,7 +70,7 @@ def energy_wh(bench: dict, energy: dict) -> float:
 
 def count_parameters(entry_json: Path, checkpoint: Path) -> int:
     """Learnable parameters of a trained model: the entry's method with the checkpoint loaded."""
-    from choirbench.harness import load_method, read_entry
+    from choirbench.harness import load_method, read_entry  # here: the harness imports torch
 
     method = load_method(read_entry(Path(entry_json)), Path(checkpoint))
     module = getattr(method, "model", None)
@@ -92,6 +92,8 @@ def frugality_table(spec: dict, data_root: Path, parameters: dict | None = None)
     "separations": [{"seed", "J", "benchmark", "examples"}]}}}``. ``parameters``: trained_by ->
     parameter count, to skip loading the checkpoints (tests); else counted from the first model per J.
     """
+    from choirbench.harness import read_entry, training_songs  # here: the harness imports torch
+
     energy = {**ENERGY_DEFAULTS, **(spec.get("energy") or {})}
     manifest = read_manifest(Path(data_root))
     minutes = training_song_minutes(manifest)
@@ -111,8 +113,6 @@ def frugality_table(spec: dict, data_root: Path, parameters: dict | None = None)
         else:
             row["parameters"] = 0
         if trains:
-            from choirbench.harness import read_entry, training_songs
-
             songs = training_songs(Path(data_root), read_entry(Path(item["config"])))
             row["train_audio_min"] = float(minutes.sum() if songs is None else minutes[songs].sum())
             benches = [read_benchmark(t["benchmark"]) for t in item["trainings"]]
