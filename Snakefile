@@ -25,6 +25,8 @@ include: "workflow/rules/f0_common.smk"
 include: "workflow/rules/f0.smk"
 include: "workflow/rules/testsets_common.smk"
 include: "workflow/rules/testsets.smk"
+include: "workflow/rules/efficiency_common.smk"
+include: "workflow/rules/efficiency.smk"
 
 
 rule all:
@@ -35,3 +37,5 @@ rule all:
         f0_outputs(),
         report_pages(DATASET),
         test_set_outputs(),
+        efficiency_outputs(),
+        frugality_outputs(),

@@ -307,6 +307,28 @@ def cmd_robustness(args) -> None:
                      args.baselines, Path(args.tables_out), Path(args.figures_out), args.dataset)
 
 
+def cmd_efficiency_plan(args) -> None:
+    from choirbench.evaluation.efficiency import write_plan
+
+    try:
+        points = json.loads(args.points)
+    except json.JSONDecodeError as err:
+        raise ChoirbenchError(f"--points: not valid JSON ({err})") from None
+    write_plan(Path(args.data), points, Path(args.out))
+
+
+def cmd_efficiency_curve(args) -> None:
+    from choirbench.evaluation.efficiency import write_curve
+
+    write_curve(Path(args.plan), [Path(p) for p in args.metrics], args.J, Path(args.tables_out), Path(args.figure))
+
+
+def cmd_frugality(args) -> None:
+    from choirbench.evaluation.frugality import write_frugality
+
+    write_frugality(args.spec, Path(args.data), Path(args.out))
+
+
 def cmd_test_set_gaps(args) -> None:
     from choirbench.evaluation.test_sets import write_gaps
 
@@ -541,6 +563,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--J", type=int, default=4)
     p.add_argument("--out", required=True, help="output stem: writes {out}.csv and {out}.md")
     p.set_defaults(func=cmd_test_set_gaps)
+
+    p = sub.add_parser("efficiency-plan", help="data-efficiency curve: the songs of each point and the trained "
+                       "model it reuses or needs (config `data_efficiency`)")
+    p.add_argument("--data", required=True, help="prepared dataset (its manifest)")
+    p.add_argument("--points", required=True, help="JSON list of points (written by the workflow)")
+    p.add_argument("--out", required=True, help="plan (JSON)")
+    p.set_defaults(func=cmd_efficiency_plan)
+
+    p = sub.add_parser("efficiency-curve", help="data-efficiency curve: table and figure of median SI-SDR against "
+                       "training audio")
+    p.add_argument("--plan", required=True, help="the plan of efficiency-plan")
+    p.add_argument("--metrics", nargs="+", required=True, help="the metric tables of every point's model")
+    p.add_argument("--J", type=int, required=True)
+    p.add_argument("--tables-out", required=True, help="writes data_efficiency_curve.{csv,md} here")
+    p.add_argument("--figure", required=True, help="the figure (PNG)")
+    p.set_defaults(func=cmd_efficiency_curve)
+
+    p = sub.add_parser("frugality", help="per method entry: parameters, training audio, time, memory, energy estimate")
+    p.add_argument("--data", required=True, help="prepared dataset (its manifest)")
+    p.add_argument("--spec", required=True, help="JSON: entries, their models, benchmark files, energy model "
+                   "(written by the workflow; see choirbench.evaluation.frugality)")
+    p.add_argument("--out", required=True, help="writes frugality.{csv,md} here")
+    p.set_defaults(func=cmd_frugality)
 
     p = sub.add_parser("interpret", help="figure: a voice's spectrogram with the sf model's F0 and vocal tract")
     p.add_argument("--estimates", required=True, help="results/estimates/{dataset}/{sf method}/seed0/J4")

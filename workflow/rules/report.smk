@@ -131,7 +131,7 @@ rule report_table:
             labels={"table": "{table}"},
         ),
     wildcard_constraints:
-        table=r"J[1-4]|data_efficiency|f0_cost|robustness|f0_accuracy",
+        table=r"J[1-4]|data_efficiency|data_efficiency_curve|f0_cost|frugality|robustness|f0_accuracy",
     conda:
         "../envs/choirbench.yaml"
     benchmark:

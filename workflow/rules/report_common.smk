@@ -53,8 +53,9 @@ REPORT_AUDIO_J = report_audio_J()
 
 
 def report_markdown(dataset):
-    """The tables rendered as pages: J tables, data efficiency, and robustness / F0 accuracy when run."""
-    extra = [p for p in robustness_outputs() + f0_outputs()
+    """The tables rendered as pages: J tables, data efficiency, and robustness / F0 accuracy / the
+    data-efficiency curve / frugality when run."""
+    extra = [p for p in robustness_outputs() + f0_outputs() + efficiency_outputs() + frugality_outputs()
              if p.endswith(".md") and p.startswith(f"results/tables/{dataset}/")]
     names = [f"J{J}" for J in config["J"]] + ["data_efficiency"] + ["f0_cost"] * bool(F0_TWINS)
     names += [Path(p).stem for p in extra]
