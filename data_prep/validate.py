@@ -327,7 +327,9 @@ def validate_csd(report: Report, params: dict) -> None:
         for song in csd.SONGS.values():
             if song not in found:
                 report.add(root / song, "missing", f"no stem of {song} found (the release holds 3 songs)")
+    scores = csd.find_scores(root) if params["midi_scores"] else {}
     for song in songs:
+        read_f0s, lengths = {}, {}
         stems = found[song]
         singers = sorted({s for _, s in stems})
         some = next(iter(stems.values()))
@@ -364,9 +366,16 @@ def validate_csd(report: Report, params: dict) -> None:
             else:
                 report.notes.append(f"{report.rel(wav)} has no F0 annotation: the converter estimates it with pYIN")
                 continue
-            check_f0(report, f0_file, lambda wav=wav, proxy=proxy, part=part:
-                     csd.read_annotation(wav, params, proxy, part))
+            check_f0(report, f0_file, lambda wav=wav, proxy=proxy, part=part, key=(part, singer):
+                     read_f0s.__setitem__(key, csd.read_annotation(wav, params, proxy, part)))
+            lengths[part, singer] = len(proxy)
         check_lengths(report, song, infos, LENGTH_WARN_S)
+        for part, midi in sorted(scores.get(song, {}).items()):  # read and checked against the F0 as prepare does
+            report.seen(midi)
+            try:
+                csd.part_notes(song, {part: midi}, {k: v for k, v in read_f0s.items() if k[0] == part}, lengths, params)
+            except ChoirbenchError as err:
+                report.add(midi, "notes", str(err))
 
 
 def validate_cantoria(report: Report, params: dict) -> None:
