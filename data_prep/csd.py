@@ -26,12 +26,12 @@ Stems without CREPE files get librosa.pyin (warning).
 Per-part MIDI scores, ``CSD_{ER,LI,ND}_{soprano,alto,tenor,bass}.mid`` anywhere under the root
 (a suffix such as ``_midi`` is allowed), become the song's notes (``score/``, for ``f0_source: score``
 and nmf1) only after a check against the annotated F0 of that part's singers
-(:mod:`choirbench.data_prep.midi_scores`): the best global offset within ``score_max_offset_s``
+(:mod:`choirbench.data_prep.score_notes`): the best global offset within ``score_max_offset_s``
 (1 s) and the share of co-voiced frames within 50 cents there. Within ``score_tolerance_s`` the
 score is used as it is; beyond, it is shifted by the offset (a warning says by how much) or, with
 ``score_misaligned: refuse``, refused; a score whose pitches agree on fewer than
 ``score_min_agreement`` of the frames at any offset is refused, naming the file
-(``midi_scores: false`` converts without scores).
+(``notes_sources: []`` converts without notes).
 
 Every CSD song is its own piece (``pieces.csv``: ``locus_iste`` is also sung in
 the Dagstuhl ChoirSet, so a combined dataset never trains on it when testing on CSD).
@@ -52,7 +52,7 @@ from tqdm import tqdm
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
 from choirbench.data_prep.f0 import n_frames_for, pyin_f0, read_f0_table, to_hop_grid
-from choirbench.data_prep.midi_scores import aligned_notes, read_midi_notes
+from choirbench.data_prep.score_notes import aligned_notes, read_part_notes
 from choirbench.io import F0_MAX_HZ, F0_MIN_HZ
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
 
@@ -61,8 +61,10 @@ log = logging.getLogger(__name__)
 SONGS = {"ER": "El_Rossinyol", "LI": "Locus_Iste", "ND": "Nino_Dios"}
 PART_NAMES = {"soprano": "S", "alto": "A", "tenor": "T", "bass": "B"}
 FILE_RE = re.compile(r"^CSD_(ER|LI|ND)_(soprano|alto|tenor|bass)_(\d+)\.wav$")
-# a part's MIDI score: CSD_<song>_<voice>.mid (a suffix such as _midi is allowed)
-MIDI_RE = re.compile(r"^CSD_(ER|LI|ND)_(soprano|alto|tenor|bass)(?:_[a-z]+)?\.midi?$", re.IGNORECASE)
+# a part's notes: its note annotation CSD_<song>_<voice>_notes.lab, or a MIDI score CSD_<song>_<voice>.mid
+# (a suffix such as _midi is allowed)
+NOTES_RE = {"lab": re.compile(r"^CSD_(ER|LI|ND)_(soprano|alto|tenor|bass)_notes\.lab$", re.IGNORECASE),
+            "midi": re.compile(r"^CSD_(ER|LI|ND)_(soprano|alto|tenor|bass)(?:_[a-z]+)?\.midi?$", re.IGNORECASE)}
 # the authors' layout: <song>_<Voice><id>.wav with an optional "_" before the id
 AUTHORS_FILE_RE = re.compile(r"^([a-z]+)_(soprano|contraalt|alto|tenor|bajos|bass)_?(\d)[\d-]*\.wav$", re.IGNORECASE)
 AUTHORS_SONGS = {"rossinyol": "El_Rossinyol", "locus": "Locus_Iste", "nino": "Nino_Dios"}
@@ -81,7 +83,8 @@ DEFAULTS = {
     "train_songs": [],
     "valid_songs": [],
     "test_songs": [],
-    "midi_scores": True,        # read the per-part MIDI scores (notes for f0_source: score and nmf1), once checked
+    "notes_sources": ["lab", "midi"],  # a part's notes (f0_source: score, nmf1): the first of these present,
+                                        # once checked; lab = the release's *_notes.lab, midi = *.mid; [] = none
     "score_max_offset_s": 1.0,  # the check: best global offset of a score against its part's F0 within +-this
     "score_tolerance_s": 0.05,  # a best offset within this is aligned (no shift)
     "score_min_agreement": 0.5,  # share of co-voiced frames within 50 cents at the best offset, else refused
@@ -132,27 +135,38 @@ def find_files(root: Path) -> dict[str, dict[tuple[str, str], Path]]:
     return found
 
 
-def find_scores(root: Path) -> dict[str, dict[str, Path]]:
-    """song -> {part: MIDI score} of the per-part scores under ``root``; two scores of one part are an error."""
-    found: dict[str, dict[str, Path]] = {}
+def find_scores(root: Path, sources: list[str]) -> dict[str, dict[str, Path]]:
+    """song -> {part: notes file}: per part the first of ``sources`` (``lab``, ``midi``) found under ``root``.
+
+    Two files of one source for one part are an error naming both.
+    """
+    unknown = [s for s in sources if s not in NOTES_RE]
+    if unknown:
+        raise ChoirbenchError(f"datasets.csd.notes_sources: unknown {unknown} (known: {sorted(NOTES_RE)})")
+    found: dict[tuple[str, str, str], Path] = {}
     for path in sorted(Path(root).rglob("*")):
-        match = MIDI_RE.match(path.name)
-        if not match or not path.is_file():
-            continue
-        song, part = SONGS[match.group(1).upper()], PART_NAMES[match.group(2).lower()]
-        scores = found.setdefault(song, {})
-        if part in scores:
-            raise ChoirbenchError(f"{path}: a second MIDI score for {song} part {part} (first: {scores[part]}); "
-                                  "remove one")
-        scores[part] = path
-    return found
+        for source in sources:
+            match = NOTES_RE[source].match(path.name)
+            if not match or not path.is_file():
+                continue
+            key = (SONGS[match.group(1).upper()], PART_NAMES[match.group(2).lower()], source)
+            if key in found:
+                raise ChoirbenchError(f"{path}: a second {source} file for {key[0]} part {key[1]} "
+                                      f"(first: {found[key]}); remove one")
+            found[key] = path
+    chosen: dict[str, dict[str, Path]] = {}
+    for source in reversed(sources):  # the first source listed wins
+        for (song, part, kind), path in found.items():
+            if kind == source:
+                chosen.setdefault(song, {})[part] = path
+    return chosen
 
 
 def part_notes(song: str, scores: dict[str, Path], f0: dict, n_samples: dict, params: dict) -> dict[str, np.ndarray]:
     """part -> aligned notes of ``song``'s MIDI scores, each checked against the F0 of its part's singers.
 
     f0: (part, singer) -> F0 as read (a (times, Hz) pair or a hop-grid track); n_samples: (part, singer)
-    -> the stem's length at 16 kHz. See :func:`choirbench.data_prep.midi_scores.aligned_notes`.
+    -> the stem's length at 16 kHz. See :func:`choirbench.data_prep.score_notes.aligned_notes`.
     """
     notes = {}
     for part, path in sorted(scores.items()):
@@ -164,7 +178,7 @@ def part_notes(song: str, scores: dict[str, Path], f0: dict, n_samples: dict, pa
         if not tracks:
             log.info("csd: %s: no singer of part %s; %s not used", song, part, path.name)
             continue
-        notes[part] = aligned_notes(path, read_midi_notes(path), tracks, params, f"{song} part {part}", "datasets.csd")
+        notes[part] = aligned_notes(path, read_part_notes(path), tracks, params, f"{song} part {part}", "datasets.csd")
     return notes
 
 
@@ -208,7 +222,7 @@ def prepare(out_root: Path, params: dict) -> None:
     found = find_files(root)
     wanted = [SONGS.get(str(s), str(s)) for s in params["songs"]]
     songs = select([s for s in SONGS.values() if s in found], wanted, "datasets.csd.songs")
-    scores = find_scores(root) if params["midi_scores"] else {}
+    scores = find_scores(root, list(params["notes_sources"]))
     writer = PreparedWriter(out_root, "csd")
     for song in tqdm(songs, desc="csd", unit="song", disable=None):
         stems, f0 = {}, {}

@@ -327,7 +327,7 @@ def validate_csd(report: Report, params: dict) -> None:
         for song in csd.SONGS.values():
             if song not in found:
                 report.add(root / song, "missing", f"no stem of {song} found (the release holds 3 songs)")
-    scores = csd.find_scores(root) if params["midi_scores"] else {}
+    scores = csd.find_scores(root, list(params["notes_sources"]))
     for song in songs:
         read_f0s, lengths = {}, {}
         stems = found[song]

@@ -12,7 +12,7 @@ import pytest
 from choirbench import ChoirbenchError
 from choirbench.data_prep.datasets import prepare
 from choirbench.data_prep.f0 import midi_to_hz
-from choirbench.data_prep.midi_scores import check_alignment, read_midi_notes
+from choirbench.data_prep.score_notes import check_alignment, read_lab_notes, read_midi_notes
 from choirbench.data_prep.prepared import check_prepared
 from choirbench.io import read_notes
 from test_datasets import frame_f0, write_table, write_wav
@@ -94,7 +94,7 @@ def test_aligned_scores_become_the_notes(release, tmp_path, caplog):
         assert notes == pytest.approx(melody_notes(voice), abs=1e-6)
     assert "CSD_ER_alto.mid: aligned with the F0 of El_Rossinyol part A" in caplog.text
     assert "shifted" not in caplog.text
-    prepare("csd", {"root": str(release), "midi_scores": False}, tmp_path / "none")
+    prepare("csd", {"root": str(release), "notes_sources": []}, tmp_path / "none")
     assert not (tmp_path / "none" / "score").exists()
 
 
@@ -120,11 +120,36 @@ def test_wrong_pitch_score_is_refused(release, tmp_path):
         prepare("csd", {"root": str(release)}, tmp_path / "out")
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{release / 'CSD_ER_alto.mid'}: the score does not match")
-    assert re.search(r"median deviation -[45]\d\d cents\)", message) and "datasets.csd.midi_scores: false" in message
+    assert re.search(r"median deviation -[45]\d\d cents\)", message) and "datasets.csd.notes_sources: [] to convert" in message
     write_midi(release / "CSD_ER_alto.mid", melody_notes("bass"))  # another part's score
     with pytest.raises(ChoirbenchError, match=r"CSD_ER_alto.mid: the score does not match the sung F0 of "
                                               r"El_Rossinyol part A: .*, a transposition\?"):
         prepare("csd", {"root": str(release)}, tmp_path / "out")
+
+
+def write_lab(path: Path, notes: np.ndarray, cents: float = 0.0) -> None:
+    """Notes as CSD's *_notes.lab: onset_s, mean F0 in Hz, duration_s (tab-separated)."""
+    path.write_text("".join(f"{on:.4f}\t{midi_to_hz(m + cents / 100):.3f}\t{off - on:.4f}\n" for on, off, m in notes))
+
+
+def test_note_annotations_are_preferred_and_checked(release, tmp_path, caplog):
+    lab = release / "CSD_ER_soprano_notes.lab"
+    write_lab(lab, melody_notes("soprano"), cents=12)  # measured pitch: 12 cents sharp of the score
+    assert read_lab_notes(lab)[:, 2] == pytest.approx(melody_notes("soprano")[:, 2] + 0.12, abs=1e-3)
+    with caplog.at_level(logging.INFO):
+        prepare("csd", {"root": str(release)}, tmp_path / "out")
+    assert "CSD_ER_soprano_notes.lab: aligned with the F0 of El_Rossinyol part S" in caplog.text
+    notes = read_notes(tmp_path / "out" / "score" / "El_Rossinyol" / "S.csv")
+    assert notes[:, 2] == pytest.approx(melody_notes("soprano")[:, 2] + 0.12, abs=1e-3)  # the lab, not the MIDI
+    prepare("csd", {"root": str(release), "notes_sources": ["midi"]}, tmp_path / "midi")
+    notes = read_notes(tmp_path / "midi" / "score" / "El_Rossinyol" / "S.csv")
+    assert notes[:, 2] == pytest.approx(melody_notes("soprano")[:, 2])
+    lab.write_text(lab.read_text() + "12.5\t0.0\t0.3\n")
+    with pytest.raises(ChoirbenchError, match=r"CSD_ER_soprano_notes.lab: line 9: onset 12.5 s, 0 Hz, duration 0.3 s "
+                                              r"is not a note"):
+        prepare("csd", {"root": str(release)}, tmp_path / "bad")
+    with pytest.raises(ChoirbenchError, match=r"datasets.csd.notes_sources: unknown \['musicxml'\]"):
+        prepare("csd", {"root": str(release), "notes_sources": ["musicxml"]}, tmp_path / "bad")
 
 
 def test_check_alignment_numbers():

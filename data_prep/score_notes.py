@@ -1,4 +1,4 @@
-"""Per-part MIDI scores: read their notes in seconds, and check them against the part's annotated F0.
+"""A part's notes from a release (MIDI scores, note annotations): read in seconds, checked against the part's F0.
 
 A score is used as time-aligned notes (``f0_source: score``, nmf1's note-informed initialisation)
 only after :func:`check_alignment` has compared it with what the singers sang: on the frames where
@@ -70,6 +70,43 @@ def read_midi_notes(path: Path) -> np.ndarray:
     seconds = _tick_clock(sorted(tempos), tpq)
     notes = np.array([[seconds(a), seconds(b), float(p)] for a, b, p in spans])
     return notes[np.argsort(notes[:, 0], kind="stable")]
+
+
+def read_lab_notes(path: Path) -> np.ndarray:
+    """Note annotations ``onset_s  f0_hz  duration_s`` (whitespace-separated, Tony's .lab export, as CSD's
+    ``*_notes.lab``) as [n, 3] onset_s, offset_s, midi (fractional: the measured mean pitch is kept).
+
+    Raises :class:`ChoirbenchError` naming the file and line for a row that is not three numbers, a
+    non-positive duration or a pitch outside 20-2000 Hz, and for a file without notes.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ChoirbenchError(f"{path}: unreadable note annotation ({err})") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            onset, hz, duration = (float(x) for x in fields[:3])
+        except ValueError:  # a non-number, or fewer than three fields
+            raise ChoirbenchError(f"{path}: line {number} is not 'onset_s f0_hz duration_s': {line.strip()[:60]!r}") \
+                from None
+        if not (duration > 0 and 20.0 <= hz <= 2000.0 and onset >= 0):
+            raise ChoirbenchError(f"{path}: line {number}: onset {onset:g} s, {hz:g} Hz, duration {duration:g} s is "
+                                  "not a note (expected onset_s f0_hz duration_s, Hz within 20-2000)")
+        rows.append([onset, onset + duration, 69.0 + 12.0 * np.log2(hz / 440.0)])
+    if not rows:
+        raise ChoirbenchError(f"{path}: the note annotation holds no notes")
+    notes = np.array(rows)
+    return notes[np.argsort(notes[:, 0], kind="stable")]
+
+
+def read_part_notes(path: Path) -> np.ndarray:
+    """Notes of a MIDI file (``.mid``/``.midi``) or of a note annotation (``.lab``), by the file's suffix."""
+    return read_lab_notes(path) if Path(path).suffix.lower() == ".lab" else read_midi_notes(path)
 
 
 def _tick_clock(tempos: list[tuple[int, int]], tpq: int):
@@ -147,7 +184,7 @@ def aligned_notes(path: Path, notes: np.ndarray, tracks: list[np.ndarray], param
         raise ChoirbenchError(f"{keys}.score_misaligned: {params['score_misaligned']!r} is neither shift nor refuse")
     fit = check_alignment(notes, tracks, max_offset_s=float(params["score_max_offset_s"]))
     minimum = float(params["score_min_agreement"])
-    fix = f"check that it is the score of {where}, or set {keys}.midi_scores: false to convert without the MIDI scores"
+    fix = f"check that it is the score of {where}, or set {keys}.notes_sources: [] to convert without scores"
     if fit.agreement < minimum:
         transposed = abs(fit.median_cents) > 600 if np.isfinite(fit.median_cents) else False
         raise ChoirbenchError(
