@@ -22,8 +22,12 @@ from choirbench.data_prep.f0 import notes_to_f0
 log = logging.getLogger(__name__)
 
 AGREE_CENTS = 50.0
-"""A frame agrees when the sung F0 is within a quarter tone of the score's pitch (vibrato and
-intonation stay inside; a neighbouring note does not)."""
+"""A frame agrees when the sung F0 is within a quarter tone of the score's pitch, once the singers'
+overall tuning is taken out (vibrato and intonation stay inside; a neighbouring note does not)."""
+TUNING_MAX_CENTS = 50.0
+"""The singers' overall tuning against the score (median deviation) taken out before counting, up
+to a quarter tone: a cappella choirs drift (a whole piece sung 40 cents flat is common), a score
+transposed by a semitone or more must still fail."""
 DEFAULT_TEMPO_US = 500_000  # microseconds per quarter note until a tempo event (120 bpm, the MIDI default)
 
 
@@ -135,6 +139,7 @@ class Alignment:
     agreement: float         # share of co-voiced frames within AGREE_CENTS at the best offset
     agreement_at_zero: float  # the same without any shift
     median_cents: float      # median signed deviation sung - score (cents) at the best offset
+    tuning_cents: float      # the part of it taken out before counting (clipped to +-TUNING_MAX_CENTS)
     frames: int              # co-voiced frames at the best offset (all singers of the part)
 
 
@@ -143,7 +148,8 @@ def check_alignment(notes: np.ndarray, tracks: list[np.ndarray], *, max_offset_s
 
     tracks: each singer's F0 on the hop grid (Hz, 0 = unvoiced). Every global offset in
     ``±max_offset_s`` (one hop, 16 ms, apart) is tried; the best is the one with the most frames (over
-    all singers) within :data:`AGREE_CENTS` of the score (ties: the smaller shift). Only a global
+    all singers) within :data:`AGREE_CENTS` of the score after the singers' overall tuning (the median
+    deviation, clipped to :data:`TUNING_MAX_CENTS`) is taken out (ties: the smaller shift). Only a global
     offset is estimated: a score at another tempo than the singing drifts and fails the agreement.
     """
     n = max(len(t) for t in tracks)
@@ -158,17 +164,19 @@ def check_alignment(notes: np.ndarray, tracks: list[np.ndarray], *, max_offset_s
     for k in range(-k_max, k_max + 1):  # notes later by k frames: score frame t - k lines up with sung frame t
         window = score[k_max - k: k_max - k + n]
         both = (sung > 0) & (window > 0)
-        cents = np.zeros_like(sung)
-        cents[both] = 1200 * np.log2(sung[both] / np.broadcast_to(window, sung.shape)[both])
-        agree = int((np.abs(cents[both]) < AGREE_CENTS).sum())
-        stats = (agree, int(both.sum()), float(np.median(cents[both])) if both.any() else np.nan, k)
+        cents = 1200 * np.log2(sung[both] / np.broadcast_to(window, sung.shape)[both])
+        median = float(np.median(cents)) if len(cents) else np.nan
+        tuning = float(np.clip(median, -TUNING_MAX_CENTS, TUNING_MAX_CENTS)) if len(cents) else 0.0
+        agree = int((np.abs(cents - tuning) < AGREE_CENTS).sum())
+        stats = (agree, int(both.sum()), median, k, tuning)
         if k == 0:
             zero = stats
         if best is None or agree > best[0] or (agree == best[0] and abs(k) < abs(best[3])):
             best = stats
-    agree, frames, median, k = best
+    agree, frames, median, k, tuning = best
     return Alignment(offset_s=k * HOP / SAMPLE_RATE, agreement=agree / frames if frames else 0.0,
-                     agreement_at_zero=zero[0] / zero[1] if zero[1] else 0.0, median_cents=median, frames=frames)
+                     agreement_at_zero=zero[0] / zero[1] if zero[1] else 0.0, median_cents=median,
+                     tuning_cents=tuning, frames=frames)
 
 
 def aligned_notes(path: Path, notes: np.ndarray, tracks: list[np.ndarray], params: dict, where: str,
@@ -193,8 +201,8 @@ def aligned_notes(path: Path, notes: np.ndarray, tracks: list[np.ndarray], param
             f"(needs {minimum:.0%}; median deviation {fit.median_cents:+.0f} cents"
             f"{', a transposition?' if transposed else ''}); {fix}")
     if abs(fit.offset_s) <= float(params["score_tolerance_s"]):
-        log.info("%s: aligned with the F0 of %s (%.0f%% of frames within %g cents)", path.name, where,
-                 100 * fit.agreement_at_zero, AGREE_CENTS)
+        log.info("%s: aligned with the F0 of %s (%.0f%% of frames within %g cents; the singers' tuning %+.0f "
+                 "cents)", path.name, where, 100 * fit.agreement_at_zero, AGREE_CENTS, fit.tuning_cents)
         return notes
     if params["score_misaligned"] == "refuse":
         raise ChoirbenchError(

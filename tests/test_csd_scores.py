@@ -179,3 +179,18 @@ def test_validate_checks_the_scores(release, tmp_path, capsys):
     assert code == 1 and set(lines) == {"CSD_ER_bass.mid", "CSD_ER_soprano.mid"}
     assert "[notes] the score does not match the sung F0 of El_Rossinyol part B" in lines["CSD_ER_bass.mid"]
     assert "[notes] not a readable MIDI file" in lines["CSD_ER_soprano.mid"]
+
+
+def test_a_choir_drifting_flat_still_matches_its_score():
+    """A cappella singers drift: 0 to -80 cents over the piece. The tuning is taken out, a transposition is not."""
+    notes = melody_notes("alto")
+    hop = 256 / 16000
+    t = np.arange(int(SECONDS / hop)) * hop
+    sung = np.zeros(len(t))
+    for onset, offset, midi in notes:
+        sung[(t >= onset) & (t < offset)] = midi_to_hz(midi)
+    drifting = sung * 2 ** (-80 * t / SECONDS / 1200)
+    fit = check_alignment(notes, [drifting], max_offset_s=1.0)
+    assert fit.offset_s == 0 and fit.agreement > 0.95 and -50 <= fit.tuning_cents < -20
+    up = check_alignment(notes + [0, 0, 1], [drifting], max_offset_s=1.0)  # the score a semitone too high
+    assert up.agreement < 0.5 and up.tuning_cents == -50
