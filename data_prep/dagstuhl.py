@@ -13,14 +13,19 @@ this off, ``md5_index`` points at another index). Digests are remembered per (si
 Release layout (usually under ``DagstuhlChoirSet_V<version>/``)::
 
     audio_wav_22050_mono/DCS_{piece}_{setting}_Take{nn}_{part}{n}_{mic}.wav   22.05 kHz, mic DYN|HSM|LRX
-    audio_wav_22050_mono/DCS_{piece}_{setting}_Take{nn}_Stereo{,Reverb}_{STM,STL,STR}.wav   room mics (unused)
+    audio_wav_22050_mono/DCS_{piece}_{setting}_Take{nn}_Stereo_{STM,STL,STR}.wav, ..._StereoReverb_STM.wav
+                                                               room mics (unused)
     annotations_csv_F0_manual/DCS_..._{part}{n}_LRX.csv        time, f0 (manual, larynx mic)
     annotations_csv_F0_CREPE/DCS_..._{part}{n}_{mic}.csv       time, f0, confidence
     annotations_csv_F0_PYIN/DCS_..._{part}{n}_{mic}.csv        time, f0 (< 0 = unvoiced), probability
     annotations_csv_scorerepresentation/DCS_..._Stereo_STM_{part}.csv   onset_s, offset_s, midi
 
-piece: LI (Locus Iste), TP (Tebe Poem); setting: FullChoir, QuartetA, QuartetB
-(and single-section takes). A song is one take: ``{piece}_{setting}_Take{nn}``,
+piece: LI (Locus Iste), TP (Tebe Poem); setting: FullChoir, QuartetA, QuartetB,
+Basses (the bass section alone). In V1.2.3 (its md5 index): LI 3 FullChoir, 6
+QuartetA, 5 QuartetB and 6 Basses takes, TP 4 FullChoir and 2 QuartetA takes; the
+quartet singers are A1 B1 S2 T1 (QuartetA) and A2 B2 S1 T2 (QuartetB), all with a
+dynamic mic. Recordings not named ``Take{nn}`` (solos, ``Overacted``, ``Outtake``,
+the ``SE`` intonation exercises) are not converted. A song is one take: ``{piece}_{setting}_Take{nn}``,
 e.g. ``LI_QuartetB_Take04``; the singer id is the singer's number in the file
 name (``A2`` -> part A, singer ``"2"``), so one person keeps one id across takes.
 
