@@ -23,6 +23,16 @@ Voice names Soprano, ContraAlt/Alto, Tenor/tenor, Bajos/Bass; the singer number
 is the leading digit of the id (``405`` -> 4, ``2-09`` -> 2, ``3-02`` -> 3).
 Stems without CREPE files get librosa.pyin (warning).
 
+Per-part MIDI scores, ``CSD_{ER,LI,ND}_{soprano,alto,tenor,bass}.mid`` anywhere under the root
+(a suffix such as ``_midi`` is allowed), become the song's notes (``score/``, for ``f0_source: score``
+and nmf1) only after a check against the annotated F0 of that part's singers
+(:mod:`choirbench.data_prep.score_notes`): the best global offset within ``score_max_offset_s``
+(1 s) and the share of co-voiced frames within 50 cents there. Within ``score_tolerance_s`` the
+score is used as it is; beyond, it is shifted by the offset (a warning says by how much) or, with
+``score_misaligned: refuse``, refused; a score whose pitches agree on fewer than
+``score_min_agreement`` of the frames at any offset is refused, naming the file
+(``notes_sources: []`` converts without notes).
+
 Every CSD song is its own piece (``pieces.csv``: ``locus_iste`` is also sung in
 the Dagstuhl ChoirSet, so a combined dataset never trains on it when testing on CSD).
 
@@ -41,7 +51,8 @@ from tqdm import tqdm
 
 from choirbench import HOP, SAMPLE_RATE, ChoirbenchError
 from choirbench.data_prep.download import zenodo_fetcher
-from choirbench.data_prep.f0 import n_frames_for, pyin_f0, read_f0_table
+from choirbench.data_prep.f0 import n_frames_for, pyin_f0, read_f0_table, to_hop_grid
+from choirbench.data_prep.score_notes import aligned_notes, read_part_notes
 from choirbench.io import F0_MAX_HZ, F0_MIN_HZ
 from choirbench.data_prep.release import PreparedWriter, load_audio, release_root, select, split_of
 
@@ -50,6 +61,10 @@ log = logging.getLogger(__name__)
 SONGS = {"ER": "El_Rossinyol", "LI": "Locus_Iste", "ND": "Nino_Dios"}
 PART_NAMES = {"soprano": "S", "alto": "A", "tenor": "T", "bass": "B"}
 FILE_RE = re.compile(r"^CSD_(ER|LI|ND)_(soprano|alto|tenor|bass)_(\d+)\.wav$")
+# a part's notes: its note annotation CSD_<song>_<voice>_notes.lab, or a MIDI score CSD_<song>_<voice>.mid
+# (a suffix such as _midi is allowed)
+NOTES_RE = {"lab": re.compile(r"^CSD_(ER|LI|ND)_(soprano|alto|tenor|bass)_notes\.lab$", re.IGNORECASE),
+            "midi": re.compile(r"^CSD_(ER|LI|ND)_(soprano|alto|tenor|bass)(?:_[a-z]+)?\.midi?$", re.IGNORECASE)}
 # the authors' layout: <song>_<Voice><id>.wav with an optional "_" before the id
 AUTHORS_FILE_RE = re.compile(r"^([a-z]+)_(soprano|contraalt|alto|tenor|bajos|bass)_?(\d)[\d-]*\.wav$", re.IGNORECASE)
 AUTHORS_SONGS = {"rossinyol": "El_Rossinyol", "locus": "Locus_Iste", "nino": "Nino_Dios"}
@@ -68,6 +83,12 @@ DEFAULTS = {
     "train_songs": [],
     "valid_songs": [],
     "test_songs": [],
+    "notes_sources": ["lab", "midi"],  # a part's notes (f0_source: score, nmf1): the first of these present,
+                                        # once checked; lab = the release's *_notes.lab, midi = *.mid; [] = none
+    "score_max_offset_s": 1.0,  # the check: best global offset of a score against its part's F0 within +-this
+    "score_tolerance_s": 0.05,  # a best offset within this is aligned (no shift)
+    "score_min_agreement": 0.5,  # share of co-voiced frames within 50 cents at the best offset, else refused
+    "score_misaligned": "shift",  # a score offset beyond the tolerance: shift (logged) or refuse
 }
 
 HOW_TO = ("Download the Choral Singing Dataset from Zenodo record 1286570 (https://zenodo.org/records/1286570, "
@@ -114,6 +135,53 @@ def find_files(root: Path) -> dict[str, dict[tuple[str, str], Path]]:
     return found
 
 
+def find_scores(root: Path, sources: list[str]) -> dict[str, dict[str, Path]]:
+    """song -> {part: notes file}: per part the first of ``sources`` (``lab``, ``midi``) found under ``root``.
+
+    Two files of one source for one part are an error naming both.
+    """
+    unknown = [s for s in sources if s not in NOTES_RE]
+    if unknown:
+        raise ChoirbenchError(f"datasets.csd.notes_sources: unknown {unknown} (known: {sorted(NOTES_RE)})")
+    found: dict[tuple[str, str, str], Path] = {}
+    for path in sorted(Path(root).rglob("*")):
+        for source in sources:
+            match = NOTES_RE[source].match(path.name)
+            if not match or not path.is_file():
+                continue
+            key = (SONGS[match.group(1).upper()], PART_NAMES[match.group(2).lower()], source)
+            if key in found:
+                raise ChoirbenchError(f"{path}: a second {source} file for {key[0]} part {key[1]} "
+                                      f"(first: {found[key]}); remove one")
+            found[key] = path
+    chosen: dict[str, dict[str, Path]] = {}
+    for source in reversed(sources):  # the first source listed wins
+        for (song, part, kind), path in found.items():
+            if kind == source:
+                chosen.setdefault(song, {})[part] = path
+    return chosen
+
+
+def part_notes(song: str, scores: dict[str, Path], f0: dict, n_samples: dict, params: dict) -> dict[str, np.ndarray]:
+    """part -> aligned notes of ``song``'s MIDI scores, each checked against the F0 of its part's singers.
+
+    f0: (part, singer) -> F0 as read (a (times, Hz) pair or a hop-grid track); n_samples: (part, singer)
+    -> the stem's length at 16 kHz. See :func:`choirbench.data_prep.score_notes.aligned_notes`.
+    """
+    notes = {}
+    for part, path in sorted(scores.items()):
+        tracks = []
+        for key in sorted(k for k in f0 if k[0] == part):
+            track = f0[key]
+            n_frames = n_frames_for(n_samples[key])
+            tracks.append(to_hop_grid(track[0], track[1], n_frames) if isinstance(track, tuple) else track)
+        if not tracks:
+            log.info("csd: %s: no singer of part %s; %s not used", song, part, path.name)
+            continue
+        notes[part] = aligned_notes(path, read_part_notes(path), tracks, params, f"{song} part {part}", "datasets.csd")
+    return notes
+
+
 def read_annotation(wav: Path, params: dict, audio: np.ndarray, part: str):
     """F0 of one stem: the release's ``.f0`` next to it, else the authors' CREPE arrays, else pYIN.
 
@@ -154,11 +222,13 @@ def prepare(out_root: Path, params: dict) -> None:
     found = find_files(root)
     wanted = [SONGS.get(str(s), str(s)) for s in params["songs"]]
     songs = select([s for s in SONGS.values() if s in found], wanted, "datasets.csd.songs")
+    scores = find_scores(root, list(params["notes_sources"]))
     writer = PreparedWriter(out_root, "csd")
     for song in tqdm(songs, desc="csd", unit="song", disable=None):
         stems, f0 = {}, {}
         for key, wav in sorted(found[song].items()):
             stems[key] = load_audio(wav)
             f0[key] = read_annotation(wav, params, stems[key], key[0])
-        writer.add_song(song, split_of(song, params, params["split"]), stems, f0, piece=PIECES[song])
+        notes = part_notes(song, scores.get(song, {}), f0, {k: len(a) for k, a in stems.items()}, params)
+        writer.add_song(song, split_of(song, params, params["split"]), stems, f0, notes, piece=PIECES[song])
     writer.finish()

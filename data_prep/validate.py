@@ -6,7 +6,8 @@ and the strict readers of :mod:`choirbench.io` for the annotations, but without 
 problem: every file is checked and every problem collected.
 
 Per file: present (where the layout says it must be), the size and checksum where a list is known
-(Bach10: ``checksums/bach10.sha256``; any kind: a list recorded with ``--write-checksums`` from a copy
+(Bach10: ``checksums/bach10.sha256``; Dagstuhl ChoirSet: the md5 of every file of V1.2.3,
+``checksums/dagstuhl_choirset_1.2.3.md5``, as mirdata's validate checks it; any kind: a list recorded with ``--write-checksums`` from a copy
 one trusts), a WAV's header consistent with its size (a file cut short declares more audio than it
 holds), readable in full by libsndfile, no NaN/Inf samples, not empty. Per song: stems of equal
 length, within what the converters accept (:data:`choirbench.data_prep.release.LENGTH_WARN_S`; exactly
@@ -54,6 +55,7 @@ FIXES = {
     "layout": "rename or move the file as the message says",
     "format": "convert the file as the message says",
     "manifest": "fix manifest.csv as the message says, or prepare the dataset again",
+    "unlisted": "not a file of the pinned release: remove it (or set verify: false to use files of your own)",
 }
 """The fix printed for each kind of problem (the detail, from the strict readers, often says more)."""
 
@@ -325,7 +327,9 @@ def validate_csd(report: Report, params: dict) -> None:
         for song in csd.SONGS.values():
             if song not in found:
                 report.add(root / song, "missing", f"no stem of {song} found (the release holds 3 songs)")
+    scores = csd.find_scores(root, list(params["notes_sources"]))
     for song in songs:
+        read_f0s, lengths = {}, {}
         stems = found[song]
         singers = sorted({s for _, s in stems})
         some = next(iter(stems.values()))
@@ -362,9 +366,16 @@ def validate_csd(report: Report, params: dict) -> None:
             else:
                 report.notes.append(f"{report.rel(wav)} has no F0 annotation: the converter estimates it with pYIN")
                 continue
-            check_f0(report, f0_file, lambda wav=wav, proxy=proxy, part=part:
-                     csd.read_annotation(wav, params, proxy, part))
+            check_f0(report, f0_file, lambda wav=wav, proxy=proxy, part=part, key=(part, singer):
+                     read_f0s.__setitem__(key, csd.read_annotation(wav, params, proxy, part)))
+            lengths[part, singer] = len(proxy)
         check_lengths(report, song, infos, LENGTH_WARN_S)
+        for part, midi in sorted(scores.get(song, {}).items()):  # read and checked against the F0 as prepare does
+            report.seen(midi)
+            try:
+                csd.part_notes(song, {part: midi}, {k: v for k, v in read_f0s.items() if k[0] == part}, lengths, params)
+            except ChoirbenchError as err:
+                report.add(midi, "notes", str(err))
 
 
 def validate_cantoria(report: Report, params: dict) -> None:
@@ -400,16 +411,35 @@ def validate_cantoria(report: Report, params: dict) -> None:
 
 def validate_dagstuhl(report: Report, params: dict) -> None:
     from choirbench.data_prep import dagstuhl
+    from choirbench.data_prep.file_index import Md5Cache, check_files, read_md5_index
 
     root = release_root("dagstuhl", params, probe="DCS_*_*_Take*_[SATB]*_*.wav", how_to=dagstuhl.HOW_TO)
     base, takes = dagstuhl.find_takes(root)
     report.root = base
+    files = dagstuhl.listing(base)
     settings = set(params["settings"] or [])
     candidates = sorted(t for t in takes if not settings or t.split("_")[1] in settings)
     songs = select(candidates, params["songs"], "datasets.dagstuhl.songs")
     mics = [m.upper() for m in params["mics"]]
-    report.notes.append(f"no per-file checksum list for Dagstuhl ChoirSet V1.2.3 (Zenodo "
-                        f"{params['zenodo_record']}) is shipped: sizes against the headers and readability only")
+    if params["verify"]:
+        index_path = dagstuhl.md5_index_path(params)
+        index = read_md5_index(index_path)
+        # the whole release as mirdata does, or with `songs` every file of those takes (room mics too)
+        scope = set(index) if not params["songs"] else \
+            {rel for rel in index if any(rel.rsplit("/", 1)[-1].startswith(f"DCS_{s}_") for s in songs)}
+        for song in songs:  # what the converter would read but the release does not hold
+            stems, f0, scores, _ = dagstuhl.plan_take(files, song, takes[song], params)
+            scope |= set(stems.values()) | {f[0] for f in f0.values() if f} | set(scores.values())
+        for rel in scope:
+            if (base / rel).is_file():
+                report.seen(base / rel)
+        for rel, problem, detail in check_files(base, scope, index, index_path.name, Md5Cache(base)):
+            report.add(base / rel, problem, detail)
+        report.notes.append(f"{len(scope)} files checked against the md5 index {index_path.name} "
+                            f"({len(index)} files of Dagstuhl ChoirSet V1.2.3)")
+    else:
+        report.notes.append("not checked against the md5 index of V1.2.3 (verify: false): sizes against the "
+                            "headers and readability only")
     for song in songs:
         infos = {}
         present = {part for part, _ in takes[song]}
@@ -417,22 +447,23 @@ def validate_dagstuhl(report: Report, params: dict) -> None:
             report.notes.append(f"{song}: parts {''.join(p for p in PARTS if p in present)} only; the converter "
                                 "skips it (require_all_parts)")
         for (part, singer), by_mic in sorted(takes[song].items()):
-            for wav in by_mic.values():  # every mic's file must be readable, used or not
-                info = check_audio(report, wav)
-                infos.setdefault(wav, info)
+            for rel in by_mic.values():  # every mic's file must be readable, used or not
+                info = check_audio(report, base / rel)
+                infos.setdefault(base / rel, info)
             mic = next((m for m in mics if m in by_mic), None)  # the converter's choice of stem
             if mic is None:
                 continue
-            found = dagstuhl.annotation_file(base, song, part, singer, [mic] + mics, params)
+            found = dagstuhl.annotation_file(files, song, part, singer, [mic] + mics, params)
             if found is None:
                 report.notes.append(f"{song} {part}{singer} has no F0 annotation: the converter estimates it "
                                     "with pYIN")
                 continue
-            info = infos[by_mic[mic]]
+            info = infos[base / by_mic[mic]]
             # a stem that failed: its annotation is still read, without the rule on its length
-            duration = None if info is None or report.failed(by_mic[mic]) else length_16k(info) / SAMPLE_RATE
-            check_f0(report, found[0], lambda found=found, duration=duration, where=f"the {song} {part}{singer} stem":
-                     dagstuhl.read_annotation(*found, params, duration, where))
+            duration = None if info is None or report.failed(base / by_mic[mic]) else length_16k(info) / SAMPLE_RATE
+            check_f0(report, base / found[0], lambda found=found, duration=duration,
+                     where=f"the {song} {part}{singer} stem":
+                     dagstuhl.read_annotation(base / found[0], found[1], params, duration, where))
         check_lengths(report, song, infos, LENGTH_WARN_S)
 
 
