@@ -42,11 +42,13 @@ one U-Net block of 30 s): a batch of long blocks would need the memory blocks ar
 
 ENTRY_DEFAULTS = {"model": "", "data": "full", "small_fraction": 0.03, "small_seed": 0,
                   "checkpoint_from": None, "params": {}, "train_parts": "SATB", "train_J": "per_J",
-                  "excerpt_s": 4.0, "f0_source": "truth", "threads": 1}
-ENTRY_LIMITS = {"train_J": Limit(types=(str, int), choices=("per_J", 1, 2, 3, 4))}
+                  "excerpt_s": 4.0, "f0_source": "truth", "threads": 1, "seeds": None}
+ENTRY_LIMITS = {"train_J": Limit(types=(str, int), choices=("per_J", 1, 2, 3, 4)), "seeds": Limit(types=(list,))}
 """``train_J``: ``per_J`` trains one model per test J on random J-voice combinations of
 ``train_parts`` (the paper's separate 2- and 4-voice models); a number J trains one model on
-J-voice combinations and uses it for every test J (4 with SATB: one model of all four voices)."""
+J-voice combinations and uses it for every test J (4 with SATB: one model of all four voices).
+``seeds``: the training seeds of this entry (None: the run's ``seeds``); which jobs exist, not what one
+computes, so it is neither in the training identity nor in the entry's config snapshot."""
 
 
 def trained_J(entry: dict, J: int) -> int:

@@ -127,7 +127,11 @@ def singer_option():
 
 
 def seeds_of(method):
-    return config["seeds"] if trainable(method) else config["seeds"][:1]
+    """The training seeds of an entry: those of the entry that trains its model (its own `seeds`, else the
+    run's); untrained methods run once, with the run's first seed."""
+    if not trainable(method):
+        return config["seeds"][:1]
+    return method_entry(trained_by(method))["seeds"] or config["seeds"]
 
 
 def metric_tables(dataset):
@@ -142,7 +146,7 @@ def metric_tables(dataset):
 def train_logs(dataset):
     """The training logs of every model the run trains (per entry, seed and J trained for)."""
     trained = sorted({(trained_by(m), J) for m in ENABLED if trainable(m) for J in models_J(m, config["J"])})
-    return [f"results/models/{dataset}/{m}/seed{s}/J{J}/train_log.csv" for m, J in trained for s in config["seeds"]]
+    return [f"results/models/{dataset}/{m}/seed{s}/J{J}/train_log.csv" for m, J in trained for s in seeds_of(m)]
 
 
 def final_outputs():

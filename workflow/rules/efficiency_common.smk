@@ -126,7 +126,7 @@ def _frugality_trainings(dataset, trainer):
     Js = sorted({J for m in ENABLED if trainable(m) and trained_by(m) == trainer for J in models_J(m, config["J"])})
     return [{"seed": s, "J": J, "model": f"results/models/{dataset}/{trainer}/seed{s}/J{J}/model.pt",
              "benchmark": f"results/benchmarks/train/{dataset}/{trainer}/seed{s}/J{J}.tsv"}
-            for s in config["seeds"] for J in Js]
+            for s in seeds_of(trainer) for J in Js]
 
 
 def frugality_spec(dataset):

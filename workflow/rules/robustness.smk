@@ -39,7 +39,7 @@ if ROBUSTNESS_CORRUPTIONS:
         input:
             examples="results/robustness/{dataset}/J{J}_test.csv",
             entry=rules.separate.input.entry,
-            checkpoint=lambda w: model_path(w.dataset, w.method, ROBUSTNESS_SEED, w.J) if trainable(w.method) else [],
+            checkpoint=lambda w: model_path(w.dataset, w.method, seeds_of(w.method)[0], w.J) if trainable(w.method) else [],
             f0=f0_input,
         output:
             [directory(f"results/robustness/{{dataset}}/{{method}}/{c}/J{{J}}") for c in ROBUSTNESS_CORRUPTIONS],
@@ -79,7 +79,7 @@ if ROBUSTNESS_CORRUPTIONS:
         benchmark:
             "results/benchmarks/robustness/{dataset}/{method}/J{J}_evaluate.tsv"
         params:
-            seed=ROBUSTNESS_SEED,
+            seed=lambda w: seeds_of(w.method)[0],
             excerpt_s=config["examples"]["excerpt_s"],
             metrics=f"--metrics {' '.join(ROBUSTNESS['metrics'])}" if ROBUSTNESS["metrics"] else "",
         threads: 1

@@ -4,7 +4,6 @@ from choirbench.data_prep.f0_corruption import grid_specs, parse_corruption
 
 ROBUSTNESS = config["robustness"]
 ROBUSTNESS_J = ROBUSTNESS["J"]
-ROBUSTNESS_SEED = config["seeds"][0]  # trained methods: the first training seed
 REFERENCE_MODELS = ("mixture", "oracle")  # bounds that do not read the F0: the curves' reference lines
 NMF_MODELS = ("nmf1", "nmf2")
 
@@ -57,7 +56,7 @@ def robustness_references(dataset):
     """The main run's tables of the same J and seed: the uncorrupted point and the bounds."""
     bounds = [m for m in ENABLED if METHODS[m]["model"] in REFERENCE_MODELS]
     return [
-        f"results/metrics/{dataset}/{m}/seed{ROBUSTNESS_SEED}/J{ROBUSTNESS_J}.parquet"
+        f"results/metrics/{dataset}/{m}/seed{seeds_of(m)[0]}/J{ROBUSTNESS_J}.parquet"  # trained: the first seed
         for m in bounds + ROBUSTNESS_METHODS
     ]
 

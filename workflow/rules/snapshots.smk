@@ -27,7 +27,9 @@ rule method_snapshot:
     output:
         "results/config/{dataset}/methods/{method}.json",
     params:
-        content=lambda w: snapshot_text({"id": w.method, **method_entry(w.method)}),
+        # `seeds` picks which jobs run, not what one computes: left out, so changing it reruns nothing
+        content=lambda w: snapshot_text({"id": w.method, **{k: v for k, v in method_entry(w.method).items()
+                                                             if k != "seeds"}}),
     conda:
         "../envs/choirbench.yaml"
     log:
