@@ -206,8 +206,10 @@ def test_the_default_dry_run_trains_one_model_per_J_and_one_shared_model_for_tra
     per_J = [m for m, e in trained.items() if e.get("train_J", "per_J") == "per_J"]
     shared = [m for m, e in trained.items() if e.get("train_J", "per_J") == 4]
     assert per_J and shared and set(per_J) | set(shared) == set(trained)
-    expected = {(m, str(s), str(J)) for m in per_J for s in config["seeds"] for J in config["J"]}
-    expected |= {(m, str(s), "4") for m in shared for s in config["seeds"]}
+    seeds = {m: e.get("seeds", config["seeds"]) for m, e in trained.items()}  # an entry's own seeds, else the run's
+    assert any(len(v) < len(config["seeds"]) for v in seeds.values())
+    expected = {(m, str(s), str(J)) for m in per_J for s in seeds[m] for J in config["J"]}
+    expected |= {(m, str(s), "4") for m in shared for s in seeds[m]}
     assert models == expected
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     assert int(stats["train"]) == len(expected)
