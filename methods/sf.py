@@ -24,8 +24,8 @@ from choirbench.registry import Method, register
 from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
 from choirbench.methods.sf_model import Architecture, SourceFilterNet
 from choirbench.checkpoints import load_weights
-from choirbench.training import (RUNTIME_PARAMS, TRAIN_DEFAULTS, TRAIN_LIMITS, TrainSettings, resolve_device,
-                                         train)
+from choirbench.training import (RUNTIME_PARAMS, TRAIN_DEFAULTS, TRAIN_LIMITS, TrainSettings, check_micro_batch,
+                                 resolve_device, train)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class SourceFilter(Method):
         if p["precision"] not in PRECISIONS:
             raise ChoirbenchError(f"methods.sf.params.precision must be one of {sorted(PRECISIONS)}, "
                                   f"got {p['precision']!r}")
+        # micro-batches are exact here: the loss is a mean over equal-length excerpts (and voices), and the
+        # network has no coupling across the batch (LayerNorm per frame, ExcerptNorm per excerpt)
+        check_micro_batch(p, "methods.sf.params")
         if p["filter_order"] % 2:
             raise ChoirbenchError(f"methods.sf.params.filter_order must be even, got {p['filter_order']}")
         if not p["mask_power"] > 0:
