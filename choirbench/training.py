@@ -12,6 +12,9 @@ What it guarantees, so that methods don't each re-implement it:
 * ``train_log.csv`` (step, split, loss, lr, elapsed_s) and a progress line (step,
   loss, validation loss, ETA: :func:`progress_line`) at every validation and at
   least every minute in the log;
+* ``micro_batch``: a batch may go through forward and backward in pieces, its
+  gradient accumulated (:func:`accumulate_gradients`): the same training with a
+  lower peak memory;
 * ``model.pt`` (the best weights) written last: its presence means "done";
 * every checkpoint records the training identity (entry, data, seed) and its
   hash, and only a matching one is resumed or reused (a stale one is moved
@@ -57,17 +60,22 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 100,  # steps between `last.pt` checkpoints
     "grad_clip": 0.0,         # max gradient norm (0 = off)
     "mmap_threshold_mb": 0,   # glibc: allocations above this size go straight to the OS (0 = glibc's default)
+    "micro_batch": 0,         # excerpts per forward/backward pass, gradients accumulated (0 = the whole batch)
 }
 TRAIN_LIMITS: dict[str, Limit] = {
     "steps": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
     "lr_decay": Limit(above=0, maximum=1), "lr_decay_every": POSITIVE, "valid_every": POSITIVE,
     "patience": NON_NEGATIVE, "checkpoint_every": POSITIVE, "grad_clip": NON_NEGATIVE,
-    "mmap_threshold_mb": NON_NEGATIVE,
+    "mmap_threshold_mb": NON_NEGATIVE, "micro_batch": NON_NEGATIVE,
 }
 """Ranges of the training knobs, checked with their types when the workflow loads."""
 
-RUNTIME_PARAMS = frozenset({"checkpoint_every", "mmap_threshold_mb"})
-"""Training knobs that change how a run goes, not the weights it ends with (part of a method's ``inference_params``)."""
+RUNTIME_PARAMS = frozenset({"checkpoint_every", "mmap_threshold_mb", "micro_batch"})
+"""Training knobs that change how a run goes, not the weights it ends with (part of a method's ``inference_params``).
+
+``micro_batch`` belongs here because the accumulated gradient is the whole batch's gradient (see
+:func:`accumulate_gradients`): a run differs from one with another ``micro_batch`` only by the
+order of floating-point sums, so a checkpoint resumes and a model loads across it."""
 
 
 @dataclass
@@ -83,10 +91,88 @@ class TrainSettings:
     checkpoint_every: int
     grad_clip: float
     mmap_threshold_mb: int
+    micro_batch: int
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainSettings":
         return cls(**{f.name: params[f.name] for f in fields(cls)})
+
+
+def check_micro_batch(params: dict, where: str) -> None:
+    """Raise ChoirbenchError naming ``{where}.micro_batch`` unless it is 0 or at most ``batch_size``.
+
+    (Its sign is checked with its type, by :data:`TRAIN_LIMITS`.) A micro-batch larger than the batch
+    would do nothing a researcher could want; it is a typo or a misunderstanding, so it is refused.
+    """
+    size, batch = params["micro_batch"], params["batch_size"]
+    if size > batch:
+        raise ChoirbenchError(f"{where}.micro_batch must be 0 (the whole batch) or at most batch_size ({batch}), "
+                              f"got {size}")
+
+
+def micro_batches(batch: Any, size: int) -> list[tuple[Any, float]]:
+    """``batch`` cut into pieces of at most ``size`` examples, each with its share of the batch (n_i / B).
+
+    ``batch`` is a tensor [B, ...] or a tuple/list of them (``None`` entries pass through); every
+    tensor is sliced along its first dimension (views, no copies). ``size`` 0, or not less than B,
+    gives the batch itself with share 1. The last piece may be smaller (15 in fives: 5, 5, 5;
+    in fours: 4, 4, 4, 3).
+    """
+    def rows(item):
+        if isinstance(item, torch.Tensor):
+            return item.shape[0]
+        if isinstance(item, (tuple, list)):
+            return next((n for n in map(rows, item) if n is not None), None)
+        return None
+
+    def cut(item, start: int, stop: int):
+        if isinstance(item, torch.Tensor):
+            return item[start:stop]
+        if isinstance(item, (tuple, list)):
+            return type(item)(cut(x, start, stop) for x in item)
+        return item
+
+    total = rows(batch)
+    if total is None:
+        raise TypeError("micro_batches: the batch holds no tensor")
+    if size <= 0 or size >= total:
+        return [(batch, 1.0)]
+    return [(cut(batch, start, min(start + size, total)), (min(start + size, total) - start) / total)
+            for start in range(0, total, size)]
+
+
+def accumulate_gradients(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+                         batch: Any, micro_batch: int, step: int) -> torch.Tensor:
+    """Forward and backward of ``batch`` in micro-batches of ``micro_batch`` examples (0: all at once).
+
+    Adds the gradient of the whole batch's loss to the parameters' ``.grad`` and returns that loss
+    (detached when split). Valid for a loss that is a mean over the batch's examples of per-example
+    terms of equal weight, from a network with no coupling across the batch (no batch
+    normalisation): then L = sum_i (n_i / B) L_i over micro-batches i of n_i examples, so weighting
+    each micro-batch's loss by its share and summing the gradients gives dL exactly (up to the order
+    of floating-point sums). Only one micro-batch's activations are alive at a time, which is the
+    point: the peak memory of a step falls with the micro-batch size, its arithmetic does not change.
+    Raises FloatingPointError on a non-finite loss, before that piece's backward.
+    """
+    pieces = micro_batches(batch, micro_batch)
+    if len(pieces) == 1:  # the whole batch: exactly the plain step (no scaling by 1)
+        loss = loss_fn(model, batch)
+        _check_finite(loss, step)
+        loss.backward()
+        return loss
+    total = None
+    for piece, share in pieces:
+        part = loss_fn(model, piece) * share
+        _check_finite(part, step)
+        part.backward()
+        total = part.detach() if total is None else total + part.detach()
+        del piece, part  # this micro-batch's graph is freed before the next one is built
+    return total
+
+
+def _check_finite(loss: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training loss is {loss.item()} at step {step + 1}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -190,11 +276,8 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
         while step < settings.steps and not stop:
             model.train()
             batch = to_batch(sampler.batch(settings.batch_size))
-            loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss is {loss.item()} at step {step + 1}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = accumulate_gradients(model, loss_fn, batch, settings.micro_batch, step)
             if settings.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             opt.step()
@@ -210,7 +293,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
                                              steps_run=step - first_step))
                 last_progress = elapsed
             if step % settings.valid_every == 0 or step == settings.steps:
-                valid = validate(model, loss_fn, valid_batches, to_batch)
+                valid = validate(model, loss_fn, valid_batches, to_batch, settings.micro_batch)
                 log_row(step, "valid", valid, sched.get_last_lr()[0], elapsed)
                 if valid < best:
                     best, bad_validations = valid, 0
@@ -318,10 +401,20 @@ def _write_log(path: Path, rows: list[tuple]) -> None:
 
 
 @torch.no_grad()
-def validate(model, loss_fn, valid_batches, to_batch) -> float:
-    """Mean loss over the fixed validation batches, in eval mode."""
+def validate(model, loss_fn, valid_batches, to_batch, micro_batch: int = 0) -> float:
+    """Mean loss over the fixed validation batches, in eval mode.
+
+    Each batch's loss is taken in micro-batches of ``micro_batch`` examples (0: whole), weighted by
+    their shares, as in training (:func:`accumulate_gradients`): the same value, a lower peak.
+    """
     if not valid_batches:
         return math.inf
     model.eval()
-    total = sum(float(loss_fn(model, to_batch(b))) for b in valid_batches)
+    total = 0.0
+    for raw in valid_batches:
+        batch = to_batch(raw)
+        pieces = micro_batches(batch, micro_batch)
+        total += float(loss_fn(model, batch)) if len(pieces) == 1 else \
+            sum(float(loss_fn(model, piece)) * share for piece, share in pieces)
+        del batch, pieces
     return total / len(valid_batches)

@@ -69,6 +69,12 @@ def scale_f0(f0: torch.Tensor) -> torch.Tensor:
     return torch.where(f0 > 0, scaled.clamp(0, 1), torch.zeros_like(scaled))
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 (from the autocast dtype), or kept in float64: the network also runs in float64,
+    for gradient checks at a precision float32 cannot give (e.g. tests/test_micro_batch.py)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 class _NormActLinear(torch.autograd.Function):
     """LayerNorm -> LeakyReLU -> Linear (the Linear optional) that keeps only the norm's input for backward.
 
@@ -84,7 +90,7 @@ class _NormActLinear(torch.autograd.Function):
         device = z.device.type
         mm_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else z.dtype
         with torch.autocast(device, enabled=False):
-            u, mean, rstd = torch.native_layer_norm(z.float(), [z.shape[-1]], gamma, beta, eps)
+            u, mean, rstd = torch.native_layer_norm(_wide(z), [z.shape[-1]], gamma, beta, eps)
             y = F.leaky_relu(u, slope)
             out = y if weight is None else F.linear(y.to(mm_dtype), weight.to(mm_dtype), bias.to(mm_dtype))
         ctx.save_for_backward(z, mean, rstd, gamma, beta, weight)
@@ -94,18 +100,18 @@ class _NormActLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         z, mean, rstd, gamma, beta, weight = ctx.saved_tensors
-        zf = z.float()
+        zf = _wide(z)
         with torch.autocast(z.device.type, enabled=False):
             u = torch.native_layer_norm(zf, [z.shape[-1]], gamma, beta, ctx.eps)[0]
             grad_w = grad_b = None
             if weight is None:
-                grad_y = grad_out.float()
+                grad_y = _wide(grad_out)
             else:
                 g = grad_out.to(ctx.mm_dtype).reshape(-1, grad_out.shape[-1])
                 y = F.leaky_relu(u, ctx.slope).to(ctx.mm_dtype).reshape(-1, u.shape[-1])
                 grad_w = (g.t() @ y).to(weight.dtype)
-                grad_b = g.float().sum(0)
-                grad_y = (g @ weight.to(ctx.mm_dtype)).float().reshape(u.shape)
+                grad_b = _wide(g).sum(0)
+                grad_y = _wide(g @ weight.to(ctx.mm_dtype)).reshape(u.shape)
             grad_u = torch.ops.aten.leaky_relu_backward(grad_y, u, ctx.slope, False)
             grad_z, grad_gamma, grad_beta = torch.ops.aten.native_layer_norm_backward(
                 grad_u, zf, [z.shape[-1]], mean, rstd, gamma, beta, [True, True, True])
@@ -174,12 +180,13 @@ class Encoder(nn.Module):
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """[B, N] -> [B, N // 256 + 1, embedding]."""
         spec = torch.stft(mixture, self.n_fft, hop_length=sf_dsp.HOP,
-                          window=sf_dsp.hann(self.n_fft, mixture.device), center=True, return_complex=True)
+                          window=sf_dsp.hann(self.n_fft, mixture.device, mixture.dtype), center=True,
+                          return_complex=True)
         x = self.norm(torch.log(spec.abs().transpose(1, 2) + 1e-6))
         # the GRUs run in float32 even under autocast: torch's CPU GRU in bfloat16 is ~20x slower for
         # one excerpt (separation) and hardly faster for a training batch
         with torch.autocast(mixture.device.type, enabled=False):
-            x = x.float()
+            x = _wide(x)
             for i, gru in enumerate(self.grus):
                 y, _ = gru(x)
                 x = y if i == 0 else x + y
@@ -294,9 +301,9 @@ class Decoder(nn.Module):
         g = self.gru
         hidden = _SharedInputGRU.apply(pitch, shared, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0,
                                        g.bias_hh_l0, J)                    # [L, B * J, H], time-major
-        frames = self.frame_head(self.out_mlp(hidden)).float()               # per frame: layout is free
+        frames = _wide(self.frame_head(self.out_mlp(hidden)))              # per frame: layout is free
         frames = frames.transpose(0, 1).reshape(B, J, L, -1)
-        bands = self.band_head(hidden[-1]).float().reshape(B, J, -1)
+        bands = _wide(self.band_head(hidden[-1])).reshape(B, J, -1)
         return {"amplitude": sf_dsp.exp_sigmoid(frames[..., 0]),
                 "noise_gain": sf_dsp.exp_sigmoid(frames[..., 1], max_value=self.noise_gain_max),
                 "lsf_gaps": sf_dsp.exp_sigmoid(frames[..., 2:]),

@@ -246,6 +246,12 @@ class UNet(Method):
         channels = self.params["channels"]
         if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
             raise ChoirbenchError(f"methods.unet.params.channels must be a list of positive widths, got {channels!r}")
+        size = self.params["micro_batch"]
+        if 0 < size < self.params["batch_size"]:
+            # BatchNorm normalises with the statistics of the batch it sees: micro-batches would train another model
+            raise ChoirbenchError(f"methods.unet.params.micro_batch must be 0 (the whole batch), got {size}: the "
+                                  "U-Net's batch normalisation takes its statistics over the batch, so "
+                                  "micro-batches would not give the whole batch's gradient")
         leak = self.params["leaky_slope"]
         if isinstance(leak, bool) or not isinstance(leak, (int, float)) or not 0 <= leak <= 1:
             # the published port passes True here (LeakyReLU(True)), which makes the encoder linear by
