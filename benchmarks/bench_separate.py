@@ -89,14 +89,54 @@ def train_tiny(folder: Path) -> dict[str, Path]:
     return out
 
 
-def peak_rss_mb(args: list[str]) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of one ``choirbench separate`` run in a fresh child process."""
+def peak_rss_mb(args: list[str], command: str = "separate") -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of one ``choirbench COMMAND ARGS`` run in a fresh child process."""
     code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
             "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t)")
-    out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "choirbench.cli", "separate", *args],
+    out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "choirbench.cli", command, *args],
                          check=True, capture_output=True, text=True).stdout.split()
     return float(out[0]), float(out[1])
+
+
+def method_args(name: str, folder: Path, ckpt: dict, threads: int, nmf_iterations: int) -> list[str]:
+    """The ``choirbench separate`` options that pick method ``name`` (a tiny checkpoint for sf and unet)."""
+    base = ["--out", str(folder / f"out_{name}"), "--threads", str(threads)]
+    if name in ckpt:
+        return base + ["--method-config", str(ckpt[f"{name}_entry"]), "--checkpoint", str(ckpt[name])]
+    base += ["--method", name]
+    if name.startswith("nmf"):
+        base += ["--params", json.dumps({"iterations": nmf_iterations})]
+    return base
+
+
+def mixture_f0_table(folder: Path, lengths: list[float], methods: list[str], threads: int,
+                     nmf_iterations: int) -> None:
+    """Peak RSS of the F0 step alone and of separation with the F0 estimated first (no ``--f0``).
+
+    ``choirbench f0 MIX.wav --voices SATB --out f0.csv`` (issue 11: <= 1 GB for 10 minutes) and
+    ``choirbench separate MIX.wav --method M --out DIR`` without ``--f0`` (issue 13: <= 1.5 GB), each
+    in a fresh process, on the SATB recording of :func:`write_recording` of each length.
+    """
+    ckpt = train_tiny(folder) if {"unet", "sf"} & set(methods) else {}
+    recordings = {s: write_recording(folder, s)[0] for s in lengths}
+    heads = [f"{format(s / 60, 'g')} min" for s in lengths]
+    print(f"\npeak RSS (MB) with the F0 estimated from the mixture (multi-F0 salience + pitch_sort), "
+          f"{threads} threads; wall seconds in brackets")
+    print(f"{'command':26s} " + " ".join(f"{h:>16s}" for h in heads))
+    rows = [("f0", None)] + [("separate", name) for name in methods]
+    for command, name in rows:
+        cells = []
+        for s in lengths:
+            if command == "f0":
+                args = [str(recordings[s]), "--voices", "SATB", "--out", str(folder / "f0_est.csv"),
+                        "--threads", str(threads)]
+            else:
+                args = [str(recordings[s]), *method_args(name, folder, ckpt, threads, nmf_iterations)]
+            rss, seconds = peak_rss_mb(args, command)
+            cells.append(f"{rss:7.0f} ({seconds:5.0f})")
+        label = "f0" if command == "f0" else f"separate {name} (no --f0)"
+        print(f"{label:26s} " + " ".join(f"{c:>16s}" for c in cells), flush=True)
 
 
 def memory_table(folder: Path, long_s: float, whole_s: list[float], methods: list[str], threads: int,
@@ -109,13 +149,7 @@ def memory_table(folder: Path, long_s: float, whole_s: list[float], methods: lis
           + f" {'MB/s whole':>10s} {'whole ' + format(long_s, 'g') + ' s (extrap.)':>24s}"
           f" {'blocks ' + format(long_s, 'g') + ' s':>14s} {'time (s)':>9s}")
     for name in methods:
-        base = ["--out", str(folder / f"out_{name}"), "--threads", str(threads)]
-        if name in ckpt:
-            base += ["--method-config", str(ckpt[f"{name}_entry"]), "--checkpoint", str(ckpt[name])]
-        else:
-            base += ["--method", name]
-            if name.startswith("nmf"):
-                base += ["--params", json.dumps({"iterations": nmf_iterations})]
+        base = method_args(name, folder, ckpt, threads, nmf_iterations)
         whole = []
         for s in whole_s:
             mix, f0 = recordings[s]
@@ -172,7 +206,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--mixture-f0", type=float, nargs="*", metavar="SECONDS",
+                        help="only the table of peak memory with the F0 estimated from the mixture (`choirbench f0`, "
+                             "`separate` without --f0) at these lengths, e.g. 60 120 600")
     args = parser.parse_args()
+    if args.mixture_f0:
+        with tempfile.TemporaryDirectory() as tmp:
+            mixture_f0_table(Path(tmp), args.mixture_f0, args.methods, args.threads, args.nmf_iterations)
+        return
     if not args.skip_speed:
         speed_table(args.excerpts, args.batch)
     if not args.skip_memory:

@@ -95,7 +95,7 @@ def cmd_f0(args) -> None:
         params = _f0_mixture_params(args.params, args.assigner)
         voices = parse_voices(args.voices, where="--voices")
         audio, rate = read_wav(Path(args.mixture), sr=None, allow_silence=True)
-        f0 = estimate_f0(audio, rate, "".join(voices), params)
+        f0 = estimate_f0(audio, rate, "".join(voices), params, block_s=args.block_s)
         table = pd.DataFrame({"time_s": np.round(np.arange(f0.shape[1]) * HOP / SAMPLE_RATE, 6),
                               **{v: np.round(track, 4) for v, track in zip(voices, f0)}})
         write_csv(Path(args.out), table)
@@ -414,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-entries", help="with --source mixture: JSON list of the trained method entries given "
                                            "mixture F0; their training songs get whole-song tracks "
                                            "(default: every song)")
+    p.add_argument("--block-s", type=float, help="with a mixture WAV: seconds of salience computed per block "
+                                                  "(memory grows with it; default 45)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=cmd_f0)
 

@@ -28,6 +28,7 @@ from choirbench.data_prep.f0 import to_hop_grid
 from choirbench.data_prep.f0_corruption import excerpt_seed, parse_corruption
 from choirbench.data_prep.release import resample_audio
 from choirbench.io import read_f0_table, read_voice_notes, read_wav, write_text, write_wav
+from choirbench.memory import trim_heap
 from choirbench.registry import Method, check_output, get
 from choirbench.checkpoints import read_checkpoint, save_checkpoint, training_identity
 from choirbench.params import Limit, resolve_params
@@ -303,6 +304,7 @@ def read_inputs(mixture_path: Path, f0_path: Path | None, notes_path: Path | Non
         # mixture_f0 applies the readers' voiced range, so an estimated track obeys the rule a file does
         tracks = mixture_f0(audio, rate, names, len(x) // HOP, params)
         f0 = np.stack([tracks[name] for name in names])
+        trim_heap()  # the estimator's freed memory must not add to the separation's peak
     notes = None
     if notes_path is not None:
         notes = read_voice_notes(notes_path, names, duration_s=duration_s, audio=Path(mixture_path).name)

@@ -52,6 +52,7 @@ from functools import lru_cache
 import numpy as np
 
 from choirbench import ChoirbenchError
+from choirbench.memory import trim_heap
 
 SR = 22_050
 """Sampling rate of the HCQT (Hz)."""
@@ -74,6 +75,8 @@ CQT_MARGIN = 192
 NET_CHUNK = 256
 """Output frames per network call (memory: ~64 x 360 x 280 float32 per activation)."""
 BN_EPS = 1e-3
+PEAK_CHUNK = 4096
+"""Frames per pass of :func:`peaks` (its temporaries are a few copies of the part of the map it looks at)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def _prepare_audio(audio, sr) -> np.ndarray:
         raise ChoirbenchError(f"multi-F0: audio samples must be real numbers, got dtype {array.dtype}")
     if array.size == 0:
         raise ChoirbenchError("multi-F0: the audio is empty")
-    y = array.astype(np.float32)
+    y = array.astype(np.float32, copy=False)  # read only below: no copy of a long recording
     if not np.all(np.isfinite(y)):
         raise ChoirbenchError("multi-F0: the audio contains NaN or infinite samples")
     if sr != SR:
@@ -178,14 +181,16 @@ def _features(C: np.ndarray, ref_db: np.ndarray):
     Frame 0 of the phase differential keeps its raw phase, as the original does for the first
     frame of a recording (callers drop it when C starts later in the recording).
     """
-    mag = _log_magnitude(C) - ref_db[:, None, None].astype(np.float32)
-    np.maximum(mag, -TOP_DB, out=mag)
-    phase = np.angle(C)
-    dphase = np.empty_like(phase)
-    dphase[..., 0] = phase[..., 0]
-    dphase[..., 1:] = np.diff(phase, axis=-1)
-    _wrap(dphase[..., 1:])
-    return mag.astype(np.float32), dphase.astype(np.float32)
+    mag = np.empty(C.shape, dtype=np.float32)
+    dphase = np.empty(C.shape, dtype=np.float32)
+    for h in range(len(C)):  # harmonic by harmonic: the temporaries of a long block stay a fifth as large
+        level = _log_magnitude(C[h]) - ref_db[h].astype(np.float32)
+        np.maximum(level, -TOP_DB, out=mag[h])
+        phase = np.angle(C[h])
+        dphase[h, :, 0] = phase[:, 0]
+        dphase[h, :, 1:] = np.diff(phase, axis=-1)
+        _wrap(dphase[h, :, 1:])
+    return mag, dphase
 
 
 def _wrap(x: np.ndarray) -> None:
@@ -454,6 +459,9 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
             if lo > 0:
                 mag, dphase = mag[..., 1:], dphase[..., 1:]  # frame `first` only served as previous phase
             _network_frames(model, mag, dphase, lo, start, stop, n_frames, sal, impl)
+            del mag, dphase
+            if len(starts) > 1:
+                trim_heap()  # a block's freed temporaries go back to the OS, not into the next phase's peak
     return result
 
 
@@ -487,9 +495,13 @@ def peaks(sal: Salience, threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarr
 
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1):
         raise ChoirbenchError(f"multi-F0: peak threshold must be in (0, 1], got {threshold!r}")
-    bins, frames = argrelmax(sal.map, axis=0)
-    keep = sal.map[bins, frames] >= threshold
-    bins, frames = bins[keep], frames[keep]
+    found = []
+    for a in range(0, sal.map.shape[1], PEAK_CHUNK):  # frame by frame: a long map's temporaries stay small
+        part = sal.map[:, a:a + PEAK_CHUNK]
+        bins, frames = argrelmax(part, axis=0)
+        keep = part[bins, frames] >= threshold
+        found.append((bins[keep], frames[keep] + a))
+    bins, frames = (np.concatenate(arrays) for arrays in zip(*found))
     order = np.lexsort((bins, frames))
     bins, frames = bins[order], frames[order]
     bounds = np.searchsorted(frames, np.arange(sal.map.shape[1] + 1))

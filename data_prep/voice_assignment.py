@@ -51,6 +51,8 @@ SALIENCE_RATE = 22_050
 SALIENCE_HOP = 256
 VOAS_PATCH = 128          # frames per VoAS-CNN input patch (published prediction script)
 BN_EPS = 1e-3             # Keras batch-norm epsilon of the released models
+FRAME_CHUNK = 4096        # salience frames per pass of the frame-wise steps (bounds their temporaries)
+VOAS_BATCH = 16           # VoAS-CNN patches per network call
 
 ASSIGNERS = ("voas", "pitch_sort")
 
@@ -133,11 +135,18 @@ def check_salience(sal) -> tuple[np.ndarray, np.ndarray]:
 
 
 def local_peaks(values: np.ndarray, threshold: float) -> np.ndarray:
-    """Boolean [F, T]: strict local maxima along frequency (axis 0) at or above ``threshold``."""
+    """Boolean [F, T]: strict local maxima along frequency (axis 0) at or above ``threshold``.
+
+    Frame by frame, so it runs over :data:`FRAME_CHUNK` frames at a time: the temporaries of a
+    10-minute map would otherwise be several times the map itself.
+    """
     values = np.asarray(values)
-    padded = np.pad(values, ((1, 1), (0, 0)), constant_values=-np.inf)
-    is_max = (values > padded[:-2]) & (values > padded[2:])
-    return is_max & (values >= threshold)
+    out = np.empty(values.shape, dtype=bool)
+    for a in range(0, values.shape[1], FRAME_CHUNK):
+        part = values[:, a:a + FRAME_CHUNK]
+        padded = np.pad(part, ((1, 1), (0, 0)), constant_values=-np.inf)
+        np.logical_and((part > padded[:-2]) & (part > padded[2:]), part >= threshold, out=out[:, a:a + FRAME_CHUNK])
+    return out
 
 
 # ----------------------------------------------------------------------------- VoAS-CNN
@@ -218,51 +227,69 @@ def _build_voas():
     return Voas().eval()
 
 
-def voas_saliences(values: np.ndarray, batch: int = 16) -> np.ndarray:
+def voas_saliences(values: np.ndarray, batch: int = VOAS_BATCH) -> np.ndarray:
     """VoAS-CNN per-voice salience maps [4 (S, A, T, B), 360, T] from a mixture salience map [360, T].
 
     The map is cut into non-overlapping 128-frame patches (the last zero-padded),
     as in the published prediction script; the network sees each patch alone.
     """
+    values = np.asarray(values, dtype=np.float32)
+    return np.concatenate([maps for _, maps in _voas_chunks(values, batch)], axis=-1)
+
+
+def _voas_chunks(values: np.ndarray, batch: int | None = None):
+    """Yield (first frame, per-voice maps [4, 360, n]) of ``batch`` patches at a time (see :func:`voas_saliences`).
+
+    Patches are independent, so chunking changes nothing; a long map never has its four
+    per-voice maps in memory at once (4 x the mixture map).
+    """
     import torch
 
-    values = np.asarray(values, dtype=np.float32)
     n = values.shape[1]
-    n_patches = -(-n // VOAS_PATCH)
-    padded = np.zeros((N_BINS, n_patches * VOAS_PATCH), dtype=np.float32)
-    padded[:, :n] = values
-    patches = padded.reshape(N_BINS, n_patches, VOAS_PATCH).transpose(1, 0, 2)[:, None]
     net = _voas_network()
-    outs = []
+    step = (batch or VOAS_BATCH) * VOAS_PATCH
     with torch.inference_mode():
-        for start in range(0, n_patches, batch):
-            outs.append(net(torch.from_numpy(np.ascontiguousarray(patches[start:start + batch]))).numpy())
-    out = np.concatenate(outs)                                    # [P, 4, 360, 128]
-    return out.transpose(1, 2, 0, 3).reshape(4, N_BINS, -1)[:, :, :n]
+        for a in range(0, n, step):
+            part = values[:, a:a + step]
+            width = part.shape[1]
+            n_patches = -(-width // VOAS_PATCH)
+            padded = np.zeros((N_BINS, n_patches * VOAS_PATCH), dtype=np.float32)
+            padded[:, :width] = part
+            patches = padded.reshape(N_BINS, n_patches, VOAS_PATCH).transpose(1, 0, 2)[:, None]
+            out = net(torch.from_numpy(np.ascontiguousarray(patches))).numpy()          # [P, 4, 360, 128]
+            yield a, out.transpose(1, 2, 0, 3).reshape(4, N_BINS, -1)[:, :, :width]
 
 
 def _voas_assign(times: np.ndarray, values: np.ndarray, voices: tuple[str, ...], params: dict) -> np.ndarray:
-    per_voice = voas_saliences(values)
-    peaks = np.stack([local_peaks(per_voice[k], float(params["voas_threshold"][part]))
-                      for k, part in enumerate(PARTS)])                # [4, 360, T]
-    if voices == PARTS:
-        # each output's strongest peak above its threshold, else unvoiced
-        strongest = np.argmax(np.where(peaks, per_voice, -1.0), axis=1)   # [4, T]
-        return np.where(peaks.any(axis=1), bin_frequencies()[strongest], 0.0)
-    # The network was trained on quartets and names lines by position (top line -> S): for fewer
-    # voices every peak of its four outputs is a candidate of the pitch-sort matching (ranges,
-    # continuity), which also recovers two lines that landed in one output (e.g. S and B far apart).
-    strength = np.where(peaks, per_voice, 0.0).max(axis=0)       # [360, T]
-    merged = peaks.any(axis=0)
-    candidates = [(np.flatnonzero(merged[:, t]), strength[merged[:, t], t]) for t in range(values.shape[1])]
-    return _pitch_sort_assign(times, candidates, voices, params)
+    thresholds = [float(params["voas_threshold"][part]) for part in PARTS]
+    freqs = bin_frequencies()
+    f0 = np.zeros((4, values.shape[1]))
+    candidates = []
+    for a, per_voice in _voas_chunks(values):
+        peaks = np.stack([local_peaks(per_voice[k], thresholds[k]) for k in range(4)])   # [4, 360, n]
+        if voices == PARTS:
+            # each output's strongest peak above its threshold, else unvoiced
+            strongest = np.argmax(np.where(peaks, per_voice, -1.0), axis=1)                # [4, n]
+            f0[:, a:a + per_voice.shape[-1]] = np.where(peaks.any(axis=1), freqs[strongest], 0.0)
+            continue
+        # The network was trained on quartets and names lines by position (top line -> S): for fewer
+        # voices every peak of its four outputs is a candidate of the pitch-sort matching (ranges,
+        # continuity), which also recovers two lines that landed in one output (e.g. S and B far apart).
+        strength = np.where(peaks, per_voice, 0.0).max(axis=0)       # [360, n]
+        merged = peaks.any(axis=0)
+        candidates += [(np.flatnonzero(merged[:, t]), strength[merged[:, t], t]) for t in range(merged.shape[1])]
+    return f0 if voices == PARTS else _pitch_sort_assign(times, candidates, voices, params)
 
 
 # ----------------------------------------------------------------------------- pitch sorting
 
-def salience_peaks(values: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per frame, (bin indices ascending, their salience) of the local maxima at or above ``threshold``."""
-    peaks = local_peaks(values, threshold)
+def salience_peaks(values: np.ndarray, threshold: float, peaks: np.ndarray | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame, (bin indices ascending, their salience) of the local maxima at or above ``threshold``.
+
+    ``peaks``: :func:`local_peaks` of ``values`` at ``threshold`` when the caller has it already.
+    """
+    peaks = local_peaks(values, threshold) if peaks is None else peaks
     return [(np.flatnonzero(peaks[:, t]), values[peaks[:, t], t]) for t in range(values.shape[1])]
 
 
@@ -356,14 +383,16 @@ def assign_voices(sal, voices: str | tuple[str, ...] = "SATB", params: dict | No
     voices = parse_voices("".join(voices) if not isinstance(voices, str) else voices)
     times, values = check_salience(sal)
     assigner = params["assigner"]
+    if assigner not in ASSIGNERS:
+        raise ChoirbenchError(f"f0_mixture.assigner must be one of {ASSIGNERS}, got {assigner!r}")
+    peaks = local_peaks(values, float(params["peak_threshold"]))
     if assigner == "voas":
         f0 = _voas_assign(times, values, voices, params)
-    elif assigner == "pitch_sort":
-        f0 = _pitch_sort_assign(times, salience_peaks(values, float(params["peak_threshold"])), voices, params)
     else:
-        raise ChoirbenchError(f"f0_mixture.assigner must be one of {ASSIGNERS}, got {assigner!r}")
+        f0 = _pitch_sort_assign(times, salience_peaks(values, float(params["peak_threshold"]), peaks), voices, params)
     # silence gate: no salience peak at all -> nobody sings
-    f0[:, ~local_peaks(values, float(params["peak_threshold"])).any(axis=0)] = 0.0
+    f0[:, ~peaks.any(axis=0)] = 0.0
+    del peaks
     if n_frames is None:
         n_frames = int(np.floor(times[-1] * SAMPLE_RATE / HOP)) + 1
     step = float(np.median(np.diff(times))) if len(times) > 1 else SALIENCE_HOP / SALIENCE_RATE
@@ -387,25 +416,28 @@ def mixture_f0(mixture: np.ndarray, sr: int, parts: list[str], n_frames: int,
 
 
 def estimate_f0(audio: np.ndarray, sr: int, voices: str = "SATB", params: dict | None = None,
-                n_frames: int | None = None) -> np.ndarray:
+                n_frames: int | None = None, *, block_s: float | None = None) -> np.ndarray:
     """Per-voice F0 [J, n_frames] (Hz, 0 = unvoiced) of a mono mixture at any rate.
 
     The multi-F0 salience of Cuesta, McFee & Gómez (ISMIR 2020) followed by
     :func:`assign_voices`. ``n_frames`` defaults to ``len(audio) at 16 kHz //
     256 + 1`` (centred frames, as :func:`choirbench.data_prep.f0.n_frames_for`).
-    Raises :class:`ChoirbenchError` for empty, too short, non-finite or
+    ``block_s``: seconds of salience per block (:func:`choirbench.data_prep.multif0.salience`;
+    None = its default). Raises :class:`ChoirbenchError` for empty, too short, non-finite or
     multichannel audio.
     """
-    return estimate_salience_f0(audio, sr, voices, params, n_frames)[0]
+    return estimate_salience_f0(audio, sr, voices, params, n_frames, with_peaks=False, block_s=block_s)[0]
 
 
 def estimate_salience_f0(audio: np.ndarray, sr: int, voices: str = "SATB", params: dict | None = None,
-                         n_frames: int | None = None) -> tuple[np.ndarray, tuple[np.ndarray, list[np.ndarray]]]:
+                         n_frames: int | None = None, *, with_peaks: bool = True, block_s: float | None = None
+                         ) -> tuple[np.ndarray, tuple[np.ndarray, list[np.ndarray]] | None]:
     """:func:`estimate_f0` and the multi-F0 peaks it started from: (f0 [J, n_frames], (times_s [T], [Hz arrays])).
 
     The peaks are the salience map's local maxima at or above ``peak_threshold``
     on the salience grid (hop 256 at 22 050 Hz), the multi-pitch estimate that
-    :mod:`choirbench.evaluation.f0_accuracy` scores.
+    :mod:`choirbench.evaluation.f0_accuracy` scores; None with ``with_peaks=False``
+    (one list entry per 11.6-ms frame is not worth building for a long recording that needs only its F0).
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
@@ -421,9 +453,9 @@ def estimate_salience_f0(audio: np.ndarray, sr: int, voices: str = "SATB", param
     if not np.any(audio):
         n_sal = int(len(audio) * SALIENCE_RATE / sr) // SALIENCE_HOP
         return np.zeros((len(voices), n_frames)), (np.arange(n_sal) * SALIENCE_HOP / SALIENCE_RATE,
-                                                    [np.zeros(0) for _ in range(n_sal)])
+                                                    [np.zeros(0) for _ in range(n_sal)]) if with_peaks else None
     from choirbench.data_prep import multif0  # the estimator loads only when there is something to estimate
 
-    sal = multif0.salience(audio, sr)
+    sal = multif0.salience(audio, sr) if block_s is None else multif0.salience(audio, sr, block_s=block_s)
     f0 = assign_voices(sal, voices, params, n_frames=n_frames)
-    return f0, multif0.peaks(sal, float(params["peak_threshold"]))
+    return f0, multif0.peaks(sal, float(params["peak_threshold"])) if with_peaks else None

@@ -223,3 +223,80 @@ def test_cli_separate_in_blocks_equals_whole_file(tmp_path):
     np.testing.assert_allclose(outs["blocks"][0], outs["whole"][0], atol=1e-4)
     assert main(["separate", str(tmp_path / "mix.wav"), "--f0", str(tmp_path / "f0.csv"), "--method", "mixture",
                  "--out", str(tmp_path / "bad"), "--block-s", "2", "--overlap-s", "1.5"]) == 2
+
+
+# ----------------------------------------------------------------------------- F0 of a long recording (issue 11)
+
+def _tone_mixture(seconds: float, sr: int = 16_000) -> np.ndarray:
+    """Four harmonic voices whose chord changes every 1.5 s (S, A, T, B registers)."""
+    t = np.arange(int(seconds * sr)) / sr
+    chords = [(392.0, 293.7, 246.9, 98.0), (440.0, 349.2, 261.6, 87.3), (392.0, 329.6, 261.6, 130.8)]
+    x = np.zeros_like(t)
+    for k in range(int(np.ceil(seconds / 1.5))):
+        on = (t >= 1.5 * k) & (t < 1.5 * (k + 1))
+        for f in chords[k % 3]:
+            x += on * sum(np.sin(2 * np.pi * h * f * t) / h for h in range(1, 9) if h * f < sr / 2)
+    return (0.2 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_f0_command_in_blocks_gives_the_whole_file_f0(tmp_path, monkeypatch):
+    """`choirbench f0 --block-s 1.5` on 6 s runs the salience in 4 blocks and writes the F0 of one pass.
+
+    Stated tolerance: the blocked salience equals the whole-file one to < 5e-3
+    (tests/test_multif0.py::test_blocks_join_without_seams), so a peak can only move where the
+    salience sits at the threshold: at least 99 % of the 16-ms frames agree exactly, and no frame is
+    voiced in one and more than 50 cents away in the other.
+    """
+    import pandas as pd
+
+    from choirbench.cli import main
+    from choirbench.data_prep import multif0
+    from choirbench.io import write_wav
+
+    wav = tmp_path / "mix.wav"
+    write_wav(wav, _tone_mixture(6.0), SAMPLE_RATE)
+    calls = []
+    cqt = multif0._cqt_frames
+    monkeypatch.setattr(multif0, "_cqt_frames", lambda y, first, stop, *a: calls.append((first, stop)) or
+                        cqt(y, first, stop, *a))
+    assert main(["f0", str(wav), "--voices", "SATB", "--out", str(tmp_path / "whole.csv"), "--block-s", "60",
+                 "--threads", "1"]) == 0
+    assert len(calls) == 1
+    calls.clear()
+    assert main(["f0", str(wav), "--voices", "SATB", "--out", str(tmp_path / "blocks.csv"), "--block-s", "1.5",
+                 "--threads", "1"]) == 0
+    assert len(calls) == 8  # 4 blocks: a pass for the dB reference, a pass for the features
+    whole, blocks = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("whole", "blocks"))
+    assert list(whole.columns) == list(blocks.columns) == ["time_s", "S", "A", "T", "B"]
+    a, b = whole[list("SATB")].to_numpy(), blocks[list("SATB")].to_numpy()
+    assert a.shape == b.shape and (a > 0).mean() > 0.8
+    assert np.mean(a == b) >= 0.99
+    both = (a > 0) & (b > 0)
+    assert np.all(np.abs(1200 * np.log2(a[both] / b[both])) <= 50)
+
+
+def test_frame_chunks_change_no_assignment(monkeypatch):
+    """Peak picking and both assigners run over frame chunks: the F0 equals one pass over the map."""
+    from choirbench.data_prep import multif0, voice_assignment as va
+
+    rng = np.random.default_rng(3)
+    T = 700
+    k = np.arange(360)[:, None]
+    sal = np.zeros((360, T), np.float32)
+    for lo in (60, 110, 150, 200):
+        centre = lo + 15 * np.sin(np.arange(T) / (40 + lo)) + rng.normal(0, 1.0, T)
+        sal = np.maximum(sal, (0.9 * np.exp(-0.5 * (k - centre[None]) ** 2) * (rng.uniform(size=T) > 0.1)[None]))
+    sal = (sal + rng.uniform(0, 0.55, sal.shape) * (rng.uniform(size=sal.shape) > 0.97)).astype(np.float32)
+    times = np.arange(T) * 256 / 22050
+    smap = va.SalienceMap(times, va.bin_frequencies(), sal)
+    cases = [("pitch_sort", "SATB"), ("pitch_sort", "SA"), ("voas", "SATB"), ("voas", "ATB")]
+    one_pass = [va.assign_voices(smap, voices, {"assigner": assigner}) for assigner, voices in cases]
+    peaks = multif0.peaks(multif0.Salience(times, multif0.hcqt_frequencies(), sal))[1]
+    monkeypatch.setattr(va, "FRAME_CHUNK", 100)
+    monkeypatch.setattr(va, "VOAS_BATCH", 2)  # 256 frames per VoAS call
+    monkeypatch.setattr(multif0, "PEAK_CHUNK", 100)
+    for (assigner, voices), expected in zip(cases, one_pass):
+        np.testing.assert_array_equal(va.assign_voices(smap, voices, {"assigner": assigner}), expected)
+        assert (expected > 0).mean() > 0.15  # voiced frames exist (VoAS is sparse on this map)
+    chunked = multif0.peaks(multif0.Salience(times, multif0.hcqt_frequencies(), sal))[1]
+    assert len(chunked) == T and all(np.array_equal(x, y) for x, y in zip(chunked, peaks))
