@@ -96,7 +96,7 @@ def frugality_table(spec: dict, data_root: Path, parameters: dict | None = None)
 
     energy = {**ENERGY_DEFAULTS, **(spec.get("energy") or {})}
     manifest = read_manifest(Path(data_root))
-    minutes = training_song_minutes(manifest)
+    minutes = None  # read when an entry trains: a test-only dataset (untrained methods) has no training songs
     counts = dict(parameters or {})
     rows = []
     for name, item in spec["entries"].items():
@@ -113,6 +113,7 @@ def frugality_table(spec: dict, data_root: Path, parameters: dict | None = None)
         else:
             row["parameters"] = 0
         if trains:
+            minutes = training_song_minutes(manifest) if minutes is None else minutes
             songs = training_songs(Path(data_root), read_entry(Path(item["config"])))
             row["train_audio_min"] = float(minutes.sum() if songs is None else minutes[songs].sum())
             benches = [read_benchmark(t["benchmark"]) for t in item["trainings"]]

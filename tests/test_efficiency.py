@@ -191,6 +191,24 @@ def test_frugality_sums_rtf_and_energy(tmp_path):
     assert "10 W per core" in md and "Green Algorithms" in md and "`sf-full-synth` uses the models of `sf-full`" in md
 
 
+def test_frugality_of_a_test_only_dataset_with_untrained_methods(tmp_path):
+    """Bach10-like: no training split, only untrained methods (the table must not ask for training songs)."""
+    data = tmp_path / "data"
+    manifest = manifest_of({"a": 2.0}).assign(split="test")
+    for rel in manifest["audio"]:
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(data, manifest)
+    examples = tmp_path / "J4_test.csv"
+    pd.DataFrame({"song": ["a"], "parts": ["SATB"], "singers": ["1111"], "start_s": [0],
+                  "example_id": ["a0"]}).to_csv(examples, index=False)
+    spec = {"excerpt_s": 4.0, "entries": {"nmf1": {
+        "model": "nmf1", "trained_by": "", "config": None, "trainings": [],
+        "separations": [{"seed": 0, "J": 4, "examples": str(examples),
+                         "benchmark": bench(tmp_path / "nmf.tsv", 2.0, 100.0, 1.5)}]}}}
+    row = frugality.frugality_table(spec, data).set_index("entry").loc["nmf1"]
+    assert row["train_audio_min"] == 0 and row["separate_rtf"] == pytest.approx(0.5)
+
+
 def test_a_bad_benchmark_file_is_one_line_naming_it(tmp_path, capsys):
     bad = tmp_path / "bad.tsv"
     bad.write_text("wall\tcpu\n1\t2\n")
