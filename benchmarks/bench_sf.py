@@ -104,8 +104,8 @@ print("RESULT " + json.dumps(out))
 '''
 
 
-PAPER_CPU = ("paper", "bf16", False, 0, 5)
-"""The configuration config/paper.yaml trains with (precision bf16, micro_batch 5, glibc's own mmap threshold)."""
+PAPER_CPU = ("paper", "bf16", False, 0, 8)
+"""The configuration config/paper.yaml trains with (precision bf16, micro_batch 8, glibc's own mmap threshold)."""
 
 
 def run(args: dict) -> dict:
