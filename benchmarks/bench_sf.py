@@ -108,12 +108,13 @@ PAPER_CPU = ("paper", "bf16", False, 0, 8)
 """The configuration config/paper.yaml trains with (precision bf16, micro_batch 8, glibc's own mmap threshold)."""
 
 
-def run(args: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(args)], capture_output=True, text=True)
+def run(args: dict, python: str = sys.executable) -> dict:
+    """One WORKER run with ``args`` in a fresh ``python`` process; its RESULT line as a dict."""
+    proc = subprocess.run([python, "-c", WORKER, json.dumps(args)], capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    raise RuntimeError(f"worker failed: {proc.stderr[-2000:]}")
+    raise RuntimeError(f"{python}: worker failed: {proc.stderr[-2000:]}")
 
 
 def main() -> None:

@@ -11,14 +11,13 @@ ratio of each version's median to the first one's.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sf import PAPER_CPU, WORKER  # noqa: E402
+from bench_sf import PAPER_CPU, run  # noqa: E402
 
 # (label, precision, glibc mmap threshold in MB: 0 = glibc's own sliding threshold, micro-batch: 0 = whole)
 CONFIGS = [("fp32", "fp32", 0, 0), ("bf16", "bf16", 0, 0), ("bf16+mmap16", "bf16", 16, 0),
@@ -34,11 +33,7 @@ def version(python: str) -> str:
 def step(python: str, precision: str, mmap_mb: int, micro: int, threads: int, steps: int) -> dict:
     args = {"kind": "step", "config": "paper", "precision": precision, "supervised": False,
             "threads": threads, "steps": steps, "mmap_mb": mmap_mb, "micro": micro}
-    proc = subprocess.run([python, "-c", WORKER, json.dumps(args)], capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise RuntimeError(f"{python} failed: {proc.stderr[-2000:]}")
+    return run(args, python)
 
 
 def main() -> None:
@@ -53,15 +48,15 @@ def main() -> None:
     results: dict[tuple[str, str], list[dict]] = {}
     configs = [c for c in CONFIGS if not opts.only or c[0] in opts.only]
     for label, precision, mmap_mb, micro in configs:
-        for run in range(opts.runs):
+        for i in range(opts.runs):
             for python, ver in zip(opts.python, versions):
                 r = step(python, precision, mmap_mb, micro, opts.threads, opts.steps)
                 results.setdefault((label, ver), []).append(r)
-                print(f"  run {run + 1} {label:12s} torch {ver:12s} {r['s_per_step']:.2f} s/step "
+                print(f"  run {i + 1} {label:12s} torch {ver:12s} {r['s_per_step']:.2f} s/step "
                       f"{r['peak_gb']:.2f} GB", flush=True)
     print(f"\npaper step (batch 15 x J 4 x 4 s), {opts.threads} threads, {opts.runs} runs each, "
           f"median [min-max]; ratio = median / torch {versions[0]}'s")
-    print(f"| config | torch | s/step | ratio | peak GB | ratio | meets 3 s / 2 GB |")
+    print("| config | torch | s/step | ratio | peak GB | ratio | meets 3 s / 2 GB |")
     print("|---|---|---|---|---|---|---|")
     for label, *_ in configs:
         base = results[(label, versions[0])]

@@ -94,3 +94,15 @@ class KillableSampler(ExcerptSampler):
         if self.batches == self.kill_at:
             raise Killed
         return super().batch(size)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (``pytestmark = pytest.mark.usefixtures("one_thread")``): on a loaded
+    2-core machine, two OpenMP threads per process slow training ~10x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

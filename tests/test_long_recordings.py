@@ -13,12 +13,7 @@ from choirbench.methods.sf_model import SourceFilterNet
 from choirbench.methods.unet import UNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(seconds: float, J: int = 4, seed: int = 0):

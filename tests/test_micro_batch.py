@@ -11,20 +11,14 @@ from choirbench.harness import build
 from choirbench.methods.sf import SourceFilter
 from choirbench.methods.sf_model import SourceFilterNet
 from choirbench.methods.unet import UNet
-from choirbench.training import TrainSettings, accumulate_gradients, micro_batches, train
+from choirbench.training import accumulate_gradients, micro_batches
+import test_sf
 from conftest import Killed, KillableSampler
 
-TINY = {"encoder_hidden": 16, "encoder_layers": 2, "embedding": 16, "decoder_hidden": 32, "mlp_layers": 2,
-        "n_harmonics": 30, "excerpt_s": 1.0, "batch_size": 5, "lr": 3e-3, "device": "cpu",
-        "loss_fft_sizes": [1024, 256, 64], "max_valid_examples": 4}
+TINY = {**test_sf.TINY, "batch_size": 5}  # the tiny sf of test_sf.py, with a batch micro-batches can split unevenly
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_micro_batches_cover_the_batch_once_with_their_shares():

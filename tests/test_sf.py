@@ -20,13 +20,7 @@ TINY = {"encoder_hidden": 16, "encoder_layers": 2, "embedding": 16, "decoder_hid
         "loss_fft_sizes": [1024, 256, 64], "max_valid_examples": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a loaded 2-core machine, two OpenMP threads per process slow training ~10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lsf_batch(scale: float, n: int = 400, seed: int = 0, min_gap_hz: float = 50.0) -> torch.Tensor:
