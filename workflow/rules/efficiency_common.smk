@@ -4,7 +4,7 @@
 EFFICIENCY = config["data_efficiency"]
 EFFICIENCY_J = EFFICIENCY["J"]
 # entry keys that do not change what a model learns from given songs (the rest must agree for reuse)
-_SUBSET_KEYS = ("data", "small_fraction", "small_seed", "train_J", "checkpoint_from", "threads")
+_SUBSET_KEYS = ("data", "small_fraction", "small_seed", "train_J", "checkpoint_from", "threads", "seeds")
 
 
 def efficiency_family(base):
@@ -36,7 +36,8 @@ def _same_training_but_songs(base, other):
     a, b = method_entry(base), method_entry(other)
     same = all(a[k] == b[k] for k in a if k not in _SUBSET_KEYS) and set(a) == set(b)
     return (same and trainable(other) and not b["checkpoint_from"] and b["data"] == "small"
-            and model_J(other, EFFICIENCY_J) == model_J(base, EFFICIENCY_J))
+            and model_J(other, EFFICIENCY_J) == model_J(base, EFFICIENCY_J)
+            and set(EFFICIENCY["seeds"]) <= set(seeds_of(other)))  # it trains every seed the curve needs
 
 
 def efficiency_points():
