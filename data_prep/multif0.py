@@ -434,7 +434,6 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
     starts = list(range(0, n_frames, block))
     sal = np.zeros((N_BINS, n_frames), dtype=np.float32)
     result = Salience(times_s=frame_times(n_frames), freqs_hz=hcqt_frequencies(), map=sal)
-    torch = _torch()
     with _torch_threads(threads):
         cached = None
         if len(starts) == 1:  # one block: one CQT pass gives both the reference and the features

@@ -20,7 +20,6 @@ Convert again (from the shared originals) with
 from __future__ import annotations
 
 import hashlib
-import io
 import pickle
 import shutil
 import sys

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from choirbench.registry import Method, register
-from choirbench.params import NON_NEGATIVE, POSITIVE, Limit
+from choirbench.params import POSITIVE
 from choirbench.methods.stft import istft, stft
 
 

@@ -175,7 +175,6 @@ def test_nmf_blocked_within_tolerance(name):
     of whole-file processing's (or better)."""
     rng = np.random.default_rng(3)
     n = 10 * SAMPLE_RATE
-    t = np.arange(n) / SAMPLE_RATE
     base = [130.8, 196.0, 261.6, 392.0]
     f0 = np.stack([np.full(n // HOP, f) * (1 + 0.012 * np.sin(2 * np.pi * 5.5 * np.arange(n // HOP) * HOP
                                                                     / SAMPLE_RATE + j)) for j, f in enumerate(base)])

@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pandas as pd
-import pytest
 import soundfile as sf
 from conftest import make_tiny_dataset
 

@@ -1,7 +1,6 @@
 """One model per J (issue 14, item 1): the J-voice sampler, the per-J training identity, the
 `train_J` knob in the schema and the workflow's checkpoint paths."""
 import itertools
-import json
 import re
 import shutil
 import subprocess

@@ -13,7 +13,6 @@ from choirbench.cli import main
 from choirbench.data_prep import bach10
 from choirbench.data_prep.download import write_sha256_list
 from choirbench.data_prep.prepared import check_prepared
-from choirbench.io import write_f0
 from conftest import make_tiny_dataset
 from test_datasets import PART_HZ, frame_f0, tone, write_table, write_wav
 
