@@ -298,15 +298,23 @@ def unpack(path: Path, dest: Path) -> None:
 
 # ----------------------------------------------------------------------------- checksum lists
 
-def read_sha256_list(list_path: Path) -> dict[str, str]:
-    """``<sha256>  <relative/path>`` lines (``sha256sum`` format) -> {path: digest}."""
+DIGEST_HEX_DIGITS = {"md5": 32, "sha256": 64}
+
+
+def read_checksum_list(list_path: Path, algorithm: str = "sha256") -> dict[str, str]:
+    """``<digest>  <relative/path>`` lines (``md5sum`` / ``sha256sum`` format, ``#`` comments) ->
+    {path: digest}. A line that is not a hex digest of ``algorithm``'s length and a path is a
+    :class:`ChoirbenchError` naming the file and the line."""
+    list_path, digits = Path(list_path), DIGEST_HEX_DIGITS[algorithm]
     sums = {}
-    for line in Path(list_path).read_text().splitlines():
+    for number, line in enumerate(list_path.read_text().splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        digest, rel = line.split(maxsplit=1)
-        sums[rel.lstrip("*")] = digest.lower()
+        fields = line.split(maxsplit=1)
+        if len(fields) != 2 or len(fields[0]) != digits or any(c not in "0123456789abcdefABCDEF" for c in fields[0]):
+            raise ChoirbenchError(f"{list_path}: line {number} is not '<{algorithm}>  <relative/path>': {line[:80]!r}")
+        sums[fields[1].lstrip("*")] = fields[0].lower()
     return sums
 
 
@@ -321,7 +329,7 @@ def verify_sha256_list(root: Path, list_path: Path, only: set[str] | None = None
     ``only`` restricts the check to entries whose first path component is in it
     (e.g. the songs being converted). Returns the number of files checked.
     """
-    sums = read_sha256_list(list_path)
+    sums = read_checksum_list(list_path, "sha256")
     bad, missing, checked = [], [], 0
     for rel, expected in sums.items():
         if only is not None and rel.split("/", 1)[0] not in only:
@@ -343,7 +351,7 @@ def verify_sha256_list(root: Path, list_path: Path, only: set[str] | None = None
 
 
 __all__ = ["RemoteFile", "fetch_zenodo", "fetch_url", "zenodo_files", "unpack", "is_complete",
-           "verify_sha256_list", "read_sha256_list", "write_sha256_list", "file_digest", "COMPLETE_MARKER"]
+           "verify_sha256_list", "read_checksum_list", "write_sha256_list", "file_digest", "COMPLETE_MARKER"]
 
 
 def zenodo_fetcher(params: dict):

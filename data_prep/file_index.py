@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from choirbench import ChoirbenchError
-from choirbench.data_prep.download import file_digest
+from choirbench.data_prep.download import file_digest, read_checksum_list
 from choirbench.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -25,19 +25,12 @@ CACHE_FILE = ".choirbench_md5.tsv"
 
 
 def read_md5_index(path: Path) -> dict[str, str]:
-    """``<md5>  <relative/path>`` lines -> {relative path: md5}; a malformed line is an error naming it."""
+    """``<md5>  <relative/path>`` lines -> {relative path: md5} (download.read_checksum_list); a missing
+    file, a malformed line or an index that lists nothing is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise ChoirbenchError(f"{path}: md5 index not found")
-    index = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split(maxsplit=1)
-        if len(fields) != 2 or len(fields[0]) != 32 or any(c not in "0123456789abcdefABCDEF" for c in fields[0]):
-            raise ChoirbenchError(f"{path}: line {number} is not '<md5>  <relative/path>': {line[:80]!r}")
-        index[fields[1].lstrip("*")] = fields[0].lower()
+    index = read_checksum_list(path, "md5")
     if not index:
         raise ChoirbenchError(f"{path}: the md5 index lists no files")
     return index

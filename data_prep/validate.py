@@ -32,7 +32,7 @@ import pandas as pd
 import soundfile as sf
 
 from choirbench import PARTS, SAMPLE_RATE, ChoirbenchError
-from choirbench.data_prep.download import file_digest, read_sha256_list
+from choirbench.data_prep.download import file_digest, read_checksum_list
 from choirbench.data_prep.f0 import read_f0_table
 from choirbench.data_prep.release import LENGTH_WARN_S, release_root, select
 from choirbench.io import END_TOL_S, audio_info, atomic_path, read_notes, write_csv
@@ -273,7 +273,7 @@ def validate_bach10(report: Report, params: dict) -> None:
     report.root = base
     songs = select(songs, params["songs"], "datasets.bach10.songs")
     if params["verify"] and bach10.CHECKSUMS.is_file():
-        check_sums(report, base, read_sha256_list(bach10.CHECKSUMS), f"checksums/{bach10.CHECKSUMS.name}",
+        check_sums(report, base, read_checksum_list(bach10.CHECKSUMS), f"checksums/{bach10.CHECKSUMS.name}",
                    only=set(songs) if params["songs"] else None)
         report.notes.append(f"audio checked against the sha256 list shipped in checksums/{bach10.CHECKSUMS.name}; "
                             "the .mat annotations have no shipped checksums: readability only")
@@ -639,11 +639,7 @@ def validate(kind: str, params: dict, *, checksums: Path | None = None) -> Repor
         report.notes.append(f"files checked against the sha256 list {checksums}")
     VALIDATORS[kind](report, params)
     if checksums is not None:
-        try:
-            sums = read_sha256_list(checksums)
-        except ValueError as err:
-            raise ChoirbenchError(f"{checksums}: not a sha256sum list ({err})") from None
-        check_sums(report, report.root, sums, str(checksums))
+        check_sums(report, report.root, read_checksum_list(checksums), str(checksums))
     return report
 
 
