@@ -25,7 +25,8 @@ import numpy as np, torch
 from choirbench.methods.sf import SourceFilter, PAPER_PARAMS
 from choirbench.methods.sf_model import SourceFilterNet
 from choirbench.methods import sf_dsp
-from choirbench.training import accumulate_gradients, set_mmap_threshold
+from choirbench.memory import set_mmap_threshold
+from choirbench.training import accumulate_gradients
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"]); torch.manual_seed(0)
 rng = np.random.default_rng(0)

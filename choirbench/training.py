@@ -29,7 +29,6 @@ validation batches.
 from __future__ import annotations
 
 import csv
-import ctypes
 import logging
 import math
 import time
@@ -41,6 +40,7 @@ import torch
 
 from choirbench import ChoirbenchError
 from choirbench.io import atomic_path
+from choirbench.memory import set_mmap_threshold
 from choirbench.registry import Method
 from choirbench.checkpoints import (OldCheckpointError, describe_changes, identity_sha256, load_weights,
                                             read_checkpoint, save_checkpoint, training_identity)
@@ -180,26 +180,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def set_mmap_threshold(megabytes: int) -> bool:
-    """Make glibc hand allocations above ``megabytes`` straight back to the OS when freed.
-
-    By default glibc raises this threshold as large blocks are freed (up to
-    32 MB), so a training step's big temporaries are recycled inside the heap,
-    where fragmentation can hold hundreds of MB more than is ever live. A fixed
-    threshold (16 MB measured best for the paper-size source-filter step: peak
-    about 2.1 -> 1.7 GB for 10-20 % more time) trades a little time for a lower peak.
-    Returns False where it does not apply (not glibc, or 0).
-    """
-    if megabytes <= 0:
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    M_MMAP_THRESHOLD = -3
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, int(megabytes) << 20))
 
 
 def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], sampler,
