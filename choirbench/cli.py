@@ -18,13 +18,20 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
+def _json_option(text: str | None, option: str):
+    """The value of a JSON command-line option (None when absent); one line naming the option when not JSON."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ChoirbenchError(f"{option}: not valid JSON ({err})") from None
+
+
 def cmd_snapshot(args) -> None:
     from choirbench.io import write_text
 
-    try:
-        content = json.loads(args.json)
-    except json.JSONDecodeError as err:
-        raise ChoirbenchError(f"--json: not valid JSON ({err})") from None
+    content = _json_option(args.json, "--json")
     write_text(Path(args.out), json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
@@ -61,10 +68,7 @@ def _mixture_training_songs(data: Path, given: str) -> list[str]:
     from choirbench.data_prep.prepared import read_manifest
     from choirbench.harness import ENTRY_DEFAULTS, training_songs
 
-    try:
-        entries = json.loads(given)
-    except json.JSONDecodeError as err:
-        raise ChoirbenchError(f"--train-entries: not valid JSON ({err})") from None
+    entries = _json_option(given, "--train-entries")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ChoirbenchError("--train-entries: expected a JSON list of method entries")
     manifest = read_manifest(data)
@@ -222,16 +226,6 @@ def cmd_tables(args) -> None:
                  f0_pairs=f0_pairs)
 
 
-def _json_option(text: str | None, option: str):
-    """The value of a JSON command-line option (None when absent); one line naming the option when not JSON."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ChoirbenchError(f"{option}: not JSON ({err})") from None
-
-
 def cmd_figures(args) -> None:
     from choirbench.evaluation.aggregate import read_tables
     from choirbench.evaluation.figures import boxplots, training_curves
@@ -259,10 +253,7 @@ def cmd_report_pages(args) -> None:
     for path in map(Path, args.markdown):
         report_pages.markdown_page(path, out / f"{path.stem}.html")
     if args.config_json is not None:
-        try:
-            config = json.loads(args.config_json)
-        except json.JSONDecodeError as err:
-            raise ChoirbenchError(f"--config-json: not JSON ({err})") from None
+        config = _json_option(args.config_json, "--config-json")
         report_pages.provenance_page(config, out / "provenance.html")
     if args.estimates:
         estimates = {}
@@ -310,10 +301,7 @@ def cmd_robustness(args) -> None:
 def cmd_efficiency_plan(args) -> None:
     from choirbench.evaluation.efficiency import write_plan
 
-    try:
-        points = json.loads(args.points)
-    except json.JSONDecodeError as err:
-        raise ChoirbenchError(f"--points: not valid JSON ({err})") from None
+    points = _json_option(args.points, "--points")
     write_plan(Path(args.data), points, Path(args.out))
 
 
