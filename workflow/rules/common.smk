@@ -143,10 +143,15 @@ def metric_tables(dataset):
     ]
 
 
+def trained_models(methods, test_J):
+    """(entry that trains, J trained for) of every model that `methods` use at the test J's `test_J`."""
+    return sorted({(trained_by(m), J) for m in methods if trainable(m) for J in models_J(m, test_J)})
+
+
 def train_logs(dataset):
     """The training logs of every model the run trains (per entry, seed and J trained for)."""
-    trained = sorted({(trained_by(m), J) for m in ENABLED if trainable(m) for J in models_J(m, config["J"])})
-    return [f"results/models/{dataset}/{m}/seed{s}/J{J}/train_log.csv" for m, J in trained for s in seeds_of(m)]
+    return [f"results/models/{dataset}/{m}/seed{s}/J{J}/train_log.csv"
+            for m, J in trained_models(ENABLED, config["J"]) for s in seeds_of(m)]
 
 
 def final_outputs():

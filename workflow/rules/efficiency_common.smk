@@ -124,7 +124,7 @@ def efficiency_outputs():
 def _frugality_trainings(dataset, trainer):
     """(seed, J, model, benchmark) of every model `trainer` trains in this run (for itself and for the
     entries that use its checkpoints), as train_logs counts them."""
-    Js = sorted({J for m in ENABLED if trainable(m) and trained_by(m) == trainer for J in models_J(m, config["J"])})
+    Js = [J for m, J in trained_models(ENABLED, config["J"]) if m == trainer]
     return [{"seed": s, "J": J, "model": f"results/models/{dataset}/{trainer}/seed{s}/J{J}/model.pt",
              "benchmark": f"results/benchmarks/train/{dataset}/{trainer}/seed{s}/J{J}.tsv"}
             for s in seeds_of(trainer) for J in Js]

@@ -75,8 +75,8 @@ def test_set_metric_tables(test_set, methods=None, Js=None):
 def test_set_train_logs(test_set):
     """The main run's training logs of the models this test set uses (per entry, seed and J trained for)."""
     spec = TEST_SETS[test_set]
-    trained = sorted({(trained_by(m), J) for m in spec["methods"] if trainable(m) for J in models_J(m, spec["J"])})
-    return [f"results/models/{DATASET}/{m}/seed{s}/J{J}/train_log.csv" for m, J in trained for s in seeds_of(m)]
+    return [f"results/models/{DATASET}/{m}/seed{s}/J{J}/train_log.csv"
+            for m, J in trained_models(spec["methods"], spec["J"]) for s in seeds_of(m)]
 
 
 def _gap_plan():
