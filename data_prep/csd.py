@@ -1,5 +1,9 @@
 """Choral Singing Dataset (Cuesta et al. 2018), Zenodo record 1286570, CC BY 4.0.
 
+1286570 is the record the paper's authors link (schufo/umss and its follow-ups); some other public
+loaders fetch record 2649950, a later deposit. Both are read (the converter works from the file
+names, not the record), and ``zenodo_record`` picks which one ``download: true`` fetches.
+
 Release layout (flat, usually under ``ChoralSingingDataset/``)::
 
     CSD_{ER,LI,ND}_{soprano,alto,tenor,bass}_{1..4}.wav   44.1 kHz mono, one singer each
