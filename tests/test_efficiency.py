@@ -279,6 +279,28 @@ def test_dry_run_plans_exactly_the_new_trainings(tmp_path, six_songs):
     assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr, lint.stdout[-3000:]
 
 
+@pytest.mark.parametrize("curve_seeds, small_trains", [([0], False), ([0, 1], True)])
+def test_a_small_entry_with_fewer_seeds_is_reused_only_for_the_seeds_it_trains(tmp_path, six_songs, curve_seeds,
+                                                                               small_trains):
+    """An entry's own `seeds` key: sf-us-small trains seed 0 only, so the curve's 1-song point reuses it
+    for seeds [0] but trains its own model when the curve also needs seed 1."""
+    work = small_workdir(tmp_path / "wf")
+    config = yaml.safe_load(efficiency_config("tiny", six_songs, fractions=[0.03, 1.0], seeds=curve_seeds))
+    config["methods"]["sf-us-small"]["seeds"] = [0]
+    (work / "a.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(work, "--cores", "1", "results/efficiency/tiny/plan.json", "--configfile", "a.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    plan = {p["name"]: p for p in json.loads((work / "results/efficiency/tiny/plan.json").read_text())["points"]}
+    assert plan["sf-us-full_frac0.03"]["model_of"] == ("sf-us-full_frac0.03" if small_trains else "sf-us-small")
+    dry = snakemake(work, "-n", "data_efficiency", "--configfile", "a.yaml")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    own = [f"results/efficiency/tiny/models/sf-us-full_frac0.03/seed{s}/J4/model.pt" for s in curve_seeds]
+    assert set(own) <= set(planned_models(dry.stdout + dry.stderr)) if small_trains else \
+        not set(own) & set(planned_models(dry.stdout + dry.stderr))
+    # sf-us-small itself never trains a seed it does not list
+    assert "results/models/tiny/sf-us-small/seed1/J4/model.pt" not in planned_models(dry.stdout + dry.stderr)
+
+
 def test_a_base_entry_that_is_not_full_is_one_line(tmp_path, six_songs):
     work = small_workdir(tmp_path / "wf")
     (work / "a.yaml").write_text(efficiency_config("tiny", six_songs, entries=["sf-us-small"]))
