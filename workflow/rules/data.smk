@@ -2,6 +2,7 @@
 
 
 rule prepare_dataset:
+    priority: 100
     message:
         "Preparing dataset {wildcards.dataset}"
     input:
@@ -25,6 +26,7 @@ rule prepare_dataset:
 
 
 rule excerpt_list:
+    priority: 100
     message:
         "Writing the {wildcards.split} excerpt list for J={wildcards.J} ({wildcards.dataset})"
     input:
@@ -52,6 +54,7 @@ rule excerpt_list:
 
 
 rule derive_f0:
+    priority: 100
     message:
         "Deriving the {wildcards.source} F0 of {wildcards.dataset} (cached per file)"
     input:

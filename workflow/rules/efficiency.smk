@@ -26,6 +26,7 @@ wildcard_constraints:
 
 
 rule efficiency_entry:
+    priority: 100
     output:
         "results/efficiency/{dataset}/entries/{point}.json",
     params:
@@ -40,6 +41,7 @@ rule efficiency_entry:
 
 # which trained model each point is: decided on the songs each share picks (the manifest's durations)
 checkpoint efficiency_plan:
+    priority: 100
     input:
         "results/data/{dataset}/manifest.csv",
     output:
@@ -56,6 +58,7 @@ checkpoint efficiency_plan:
 
 
 rule efficiency_train:
+    priority: 50
     message:
         "Training {wildcards.point} (seed {wildcards.seed}, J={wildcards.J}) for the data-efficiency curve"
     input:

@@ -6,6 +6,7 @@
 
 
 rule derive_f0_mixture:
+    priority: 100
     message:
         "Estimating each voice's F0 from the whole-song mixtures of {wildcards.dataset} (cached per file)"
     input:

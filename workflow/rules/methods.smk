@@ -2,6 +2,7 @@
 
 
 rule train:
+    priority: 50
     message:
         "Training {wildcards.method} (seed {wildcards.seed}) for J={wildcards.J} on {wildcards.dataset}"
     input:

@@ -10,6 +10,7 @@ rule robustness:
 
 
 rule robustness_examples:
+    priority: 100
     message:
         "Choosing the {wildcards.dataset} excerpts of the robustness study (J={wildcards.J})"
     input:

@@ -15,6 +15,7 @@ rule test_sets:
 
 
 rule test_set_examples:
+    priority: 100
     message:
         "Choosing the J={wildcards.J} test excerpts of the extra test set {wildcards.test_set}"
     input:
