@@ -24,7 +24,10 @@ rule derive_f0_mixture:
     params:
         knobs=f0_mixture_json(),
         train=mixture_training_entries(),
-    threads: 2
+    # one thread: a 2-thread job only starts when both of a 2-core run's cores are free at once, which the
+    # greedy scheduler, filling every freed core with a 1-thread job, let happen only at the end of the
+    # default run (and the mixture-F0 training and separations after it ran alone there)
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=240,
