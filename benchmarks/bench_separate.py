@@ -12,11 +12,15 @@
 2. Speed: the CPU-default sf (untrained weights: speed does not depend on them) on 4-s SATB excerpts
    with 2 threads, excerpt by excerpt (the loop ``separate-set`` ran before) against
    :meth:`Method.separate_batch` in batches of ``--batch``, both with the parameters export
-   ``separate-set`` writes; and the paper-size sf on one thread.
+   ``separate-set`` writes; and the paper-size sf on one thread. ``--baseline REV`` measures the same
+   in a child process on the code of git revision REV (e.g. the commit before a speed-up), on the
+   same excerpts in the same run, and prints the ratios and the largest |difference| between the
+   voices the two versions separate.
 
 Usage (prints two tables)::
 
     nice python benchmarks/bench_separate.py --long-s 600 --whole-s 30 60
+    nice python benchmarks/bench_separate.py --skip-memory --baseline 34dd30a
 """
 from __future__ import annotations
 
@@ -161,7 +165,20 @@ def memory_table(folder: Path, long_s: float, whole_s: list[float], methods: lis
               flush=True)
 
 
-def speed_table(n_excerpts: int, batch: int) -> None:
+SPEED_ROWS = (("CPU default", 2), ("paper size", 1))
+"""The speed table's rows: model size and threads."""
+
+
+def speed_rows(n_excerpts: int, batch: int, voices_out: str | None = None, clock: str = "wall",
+               threads: int | None = None) -> dict[str, tuple[float, float]]:
+    """{row label: (loop, batched) seconds per 4-s excerpt}; the batched voices [B, J, N] of each row are
+    saved to ``voices_out`` (npz, keys = labels) when given. ``clock`` "cpu" times with the process's CPU
+    time (on a shared machine, where wall time measures the other jobs; meaningful with one thread);
+    ``threads`` overrides every row's thread count.
+
+    Imports nothing from this repository at module level, so that a child process can run it on the code
+    of another revision (see :func:`baseline_rows`).
+    """
     import torch
 
     from choirbench.methods.sf import PAPER_PARAMS, SourceFilter
@@ -172,25 +189,76 @@ def speed_table(n_excerpts: int, batch: int) -> None:
     mixtures = rng.uniform(-0.5, 0.5, (n_excerpts, n)).astype(np.float32)
     f0 = np.stack([np.full((n // HOP,), f) for f in (523.0, 349.0, 262.0, 131.0)]).astype(np.float32)
     f0s = np.repeat(f0[None], n_excerpts, axis=0)
-    print(f"\nsf separation of 4-s SATB excerpts (with the parameters export), {n_excerpts} excerpts")
-    print(f"{'model':22s} {'threads':>7s} {'loop s/excerpt':>15s} {'batch s/excerpt':>16s} {'excerpts/s':>11s} {'ratio':>6s}")
-    for label, params, threads in (("CPU default", {}, 2), ("paper size", PAPER_PARAMS, 1)):
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    rows, saved = {}, {}
+    for label, row_threads in SPEED_ROWS:
+        params = PAPER_PARAMS if label == "paper size" else {}
         arch = {k: v for k, v in params.items() if k in SourceFilter.defaults}
         method = SourceFilter({**arch, "device": "cpu"})
         torch.manual_seed(0)
         method.model = SourceFilterNet(method.architecture()).eval()
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads or row_threads)
         method.separate_batch(mixtures[:2], SAMPLE_RATE, f0s[:2])  # warm-up
-        t = time.perf_counter()
+        t = now()
         for b in range(n_excerpts):
             method.separate_with_parameters(mixtures[b], SAMPLE_RATE, f0s[b])
-        loop = (time.perf_counter() - t) / n_excerpts
-        t = time.perf_counter()
-        for a in range(0, n_excerpts, batch):
-            method.separate_batch(mixtures[a:a + batch], SAMPLE_RATE, f0s[a:a + batch])
-        batched = (time.perf_counter() - t) / n_excerpts
-        print(f"{label:22s} {threads:7d} {loop:15.3f} {batched:16.3f} {1 / batched:11.1f} {loop / batched:6.2f}",
-              flush=True)
+        loop = (now() - t) / n_excerpts
+        t = now()
+        voices = [method.separate_batch(mixtures[a:a + batch], SAMPLE_RATE, f0s[a:a + batch])[0]
+                  for a in range(0, n_excerpts, batch)]
+        rows[label] = (loop, (now() - t) / n_excerpts)
+        saved[label] = np.concatenate(voices)
+    if voices_out:
+        np.savez(voices_out, **saved)
+    return rows
+
+
+def baseline_rows(rev: str, n_excerpts: int, batch: int, voices_out: Path, clock: str = "wall",
+                  threads: int | None = None) -> dict[str, tuple[float, float]]:
+    """:func:`speed_rows` in a child process on the code of git revision ``rev``.
+
+    The revision's tree is exported (``git archive``) to a temporary folder put first on the child's
+    ``sys.path`` (the editable install's finder comes after it), with ``choirbench.methods`` and the other
+    mapped packages linked in as ``pyproject.toml`` maps them.
+    """
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for name in ("methods", "data_prep", "evaluation"):
+            os.symlink(Path(tmp) / name, Path(tmp) / "choirbench" / name)
+        code = (f"import sys; sys.path.insert(0, {tmp!r}); sys.path.insert(1, {str(Path(__file__).parent)!r}); "
+                "import json, bench_separate as b; import choirbench; "
+                f"assert choirbench.__file__.startswith({tmp!r}), choirbench.__file__; "
+                f"print(json.dumps(b.speed_rows({n_excerpts}, {batch}, {str(voices_out)!r}, {clock!r}, {threads!r})))")
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tmp)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def speed_table(n_excerpts: int, batch: int, baseline: str | None = None, clock: str = "wall",
+                threads: int | None = None) -> None:
+    print(f"\nsf separation of 4-s SATB excerpts (with the parameters export), {n_excerpts} excerpts, batches of {batch}"
+          + (", process CPU seconds" if clock == "cpu" else ""))
+    with tempfile.TemporaryDirectory() as tmp:
+        old = baseline_rows(baseline, n_excerpts, batch, Path(tmp) / "old.npz", clock, threads) if baseline else {}
+        new = speed_rows(n_excerpts, batch, str(Path(tmp) / "new.npz"), clock, threads)
+        diffs = {}
+        if baseline:
+            with np.load(Path(tmp) / "old.npz") as a, np.load(Path(tmp) / "new.npz") as b:
+                diffs = {k: (float(np.abs(a[k] - b[k]).max()), float(np.abs(a[k]).max())) for k in a.files}
+    print(f"{'model':12s} {'code':>8s} {'threads':>7s} {'loop s/excerpt':>15s} {'batch s/excerpt':>16s} "
+          f"{'excerpts/s':>11s} {'loop/batch':>10s}")
+    for label, row_threads in SPEED_ROWS:
+        for code, rows in (("baseline", old), ("current", new)):
+            if label in rows:
+                loop, batched = rows[label]
+                print(f"{label:12s} {code:>8s} {threads or row_threads:7d} {loop:15.3f} {batched:16.3f} {1 / batched:11.1f} "
+                      f"{loop / batched:10.2f}", flush=True)
+    for label, _ in SPEED_ROWS:
+        if label in old:
+            (old_loop, old_batch), (loop, batched) = old[label], new[label]
+            print(f"{label}: baseline/current {old_loop / loop:.2f}x (loop), {old_batch / batched:.2f}x (batch); "
+                  f"max |voices current - baseline| {diffs[label][0]:.3g} (voices' peak {diffs[label][1]:.3g})")
 
 
 def main() -> None:
@@ -205,6 +273,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", help="also time the code of this git revision (same run, child "
+                                                          "process) and compare its separated voices")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="speed: wall time, or the process's CPU time (a shared machine; use with --speed-threads 1)")
+    parser.add_argument("--speed-threads", type=int, help="speed: this many threads for every row (default 2 and 1)")
     parser.add_argument("--mixture-f0", type=float, nargs="*", metavar="SECONDS",
                         help="only the table of peak memory with the F0 estimated from the mixture (`choirbench f0`, "
                              "`separate` without --f0) at these lengths, e.g. 60 120 600")
@@ -214,7 +287,7 @@ def main() -> None:
             mixture_f0_table(Path(tmp), args.mixture_f0, args.methods, args.threads, args.nmf_iterations)
         return
     if not args.skip_speed:
-        speed_table(args.excerpts, args.batch)
+        speed_table(args.excerpts, args.batch, args.baseline, args.clock, args.speed_threads)
     if not args.skip_memory:
         with tempfile.TemporaryDirectory() as tmp:
             memory_table(Path(tmp), args.long_s, args.whole_s, args.methods, args.threads, args.nmf_iterations)

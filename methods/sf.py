@@ -34,6 +34,8 @@ OUTPUTS = ("masking", "synthesis")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 SEPARATION_NOISE_SEED = 0
 """Synthesis draws white noise; separation uses a fixed seed so that its output is reproducible."""
+SYNTH_CHUNK_EXCERPTS = 4
+"""Excerpts synthesised and masked together after the network has run on the whole batch (bounds memory)."""
 
 PAPER_PARAMS: dict = {
     **Architecture().to_dict(),
@@ -220,31 +222,38 @@ class SourceFilter(Method):
         f0 = np.atleast_2d(np.asarray(f0, dtype=np.float32))
         return np.asarray(mixture, dtype=np.float32), f0
 
-    @torch.no_grad()
-    def _infer(self, mixtures: np.ndarray, sr: int, f0s: np.ndarray
-               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """(mixtures [B, N], controls [B, ...], synthesised voices [B, J, N]) as tensors on the device.
+    @torch.inference_mode()
+    def _infer(self, mixtures: np.ndarray, sr: int, f0s: np.ndarray, output: str
+               ) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        """(voices [B, J, N] in ``output`` mode, the controls [B, ...] they came from).
 
-        Each excerpt's noise is drawn from its own generator seeded :data:`SEPARATION_NOISE_SEED`, so an
-        excerpt separates the same alone or in a batch.
+        The network runs on the whole batch (its matrix products are more efficient on more rows); the
+        synthesis and masking, whose temporaries grow by tens of MB per excerpt, on
+        :data:`SYNTH_CHUNK_EXCERPTS` excerpts at a time. Each excerpt's noise is drawn from its own
+        generator seeded :data:`SEPARATION_NOISE_SEED`, so an excerpt separates the same alone or in a batch.
         """
         model = self._require_model()
-        mixtures = np.asarray(mixtures, dtype=np.float32)
-        f0s = np.asarray(f0s, dtype=np.float32)
-        if sr != self.params["sample_rate"]:
-            raise ChoirbenchError(f"sf works at {self.params['sample_rate']} Hz, got a {sr} Hz mixture")
-        parts = []
-        for b in range(len(mixtures)):
-            gen = torch.Generator(device=self.torch_device).manual_seed(SEPARATION_NOISE_SEED)
-            parts.append(self.make_batch(mixtures[b:b + 1], None, f0s[b:b + 1], generator=gen,
-                                         with_references=False))
-        if len(parts) == 1:
-            mix, _, f0_t, harm, noise = parts[0]
-        else:
-            mix, f0_t, harm, noise = (torch.cat([part[k] for part in parts]) for k in (0, 2, 3, 4))
-        del parts
+        p = self.params
+        if sr != p["sample_rate"]:
+            raise ChoirbenchError(f"sf works at {p['sample_rate']} Hz, got a {sr} Hz mixture")
+        dev = self.torch_device
+        mix = torch.as_tensor(np.asarray(mixtures, dtype=np.float32), device=dev)
+        B, N = mix.shape
+        f0_t = torch.as_tensor(np.asarray(f0s, dtype=np.float32)[..., : N // HOP], device=dev)
         controls = model.controls(mix, f0_t, self._autocast())
-        return mix, controls, model.synthesize(controls, harm, noise, mix.shape[-1])
+        out = np.empty((B, f0_t.shape[1], N), dtype=np.float32)
+        for a in range(0, B, SYNTH_CHUNK_EXCERPTS):
+            b = min(B, a + SYNTH_CHUNK_EXCERPTS)
+            gens = [torch.Generator(device=dev).manual_seed(SEPARATION_NOISE_SEED) for _ in range(a, b)]
+            harm, noise = sf_dsp.excitation_spectra(f0_t[a:b], N, p["sample_rate"], p["n_harmonics"],
+                                                    slope_corner_hz=p["slope_corner_hz"],
+                                                    slope_db_per_octave=p["slope_db_per_octave"], generators=gens)
+            voices = model.synthesize({k: v[a:b] for k, v in controls.items()}, harm, noise, N)
+            del harm, noise
+            if output == "masking":
+                voices = self._mask(mix[a:b], voices)
+            out[a:b] = voices.cpu().numpy()
+        return out, controls
 
     def separate(self, mixture, sr, f0, notes=None, *, output: str | None = None, **kwargs) -> np.ndarray:
         mixture, f0 = self._check_input(mixture, sr, f0)
@@ -255,25 +264,22 @@ class SourceFilter(Method):
         """The separated voices and :meth:`export_parameters`' arrays, from one pass of the network."""
         mixture, f0 = self._check_input(mixture, sr, f0)
         voices, controls = self._separate(mixture[None], sr, f0[None], output)
-        return voices[0], self._parameters(controls, sr)
+        return voices[0], self._parameter_list(controls, sr)[0]
 
     def separate_batch(self, mixtures, sr, f0s, notes=None, *, parameters: bool = True, output: str | None = None,
                        **kwargs) -> tuple[np.ndarray, list[dict[str, np.ndarray] | None]]:
         """B excerpts through the network at once: voices [B, J, N] and each excerpt's parameters (or None)."""
         voices, controls = self._separate(mixtures, sr, f0s, output)
-        return voices, [self._parameters(controls, sr, b) if parameters else None for b in range(len(voices))]
+        return voices, self._parameter_list(controls, sr) if parameters else [None] * len(voices)
 
     def _separate(self, mixtures, sr, f0s, output: str | None) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
         """(voices [B, J, N] in the output mode asked for, the controls they came from)."""
         output = output or self.params["output"]
         if output not in OUTPUTS:
             raise ChoirbenchError(f"sf output must be one of {OUTPUTS}, got {output!r}")
-        mix, controls, voices = self._infer(mixtures, sr, f0s)
-        if output == "masking":
-            voices = self._mask(mix, voices)
-        return voices.cpu().numpy().astype(np.float32), controls
+        return self._infer(mixtures, sr, f0s, output)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _mask(self, mix: torch.Tensor, voices: torch.Tensor) -> torch.Tensor:
         """M_j = |S_j|^p / sum_k |S_k|^p applied to the mixture's STFT: mix [B, N], voices [B, J, N] -> [B, J, N].
 
@@ -285,16 +291,17 @@ class SourceFilter(Method):
         window = sf_dsp.hann(n_fft, mix.device)
         specs = torch.stft(torch.cat([mix[:, None], voices], 1).reshape(B * (J + 1), N), n_fft, hop, window=window,
                            return_complex=True).reshape(B, J + 1, n_fft // 2 + 1, -1)
-        power = torch.view_as_real(specs[:, 1:]).square().sum(-1)
+        voice = specs[:, 1:]
+        power = voice.real.square().add_(voice.imag.square())  # 4x faster than a sum over a last axis of 2
         p = self.params["mask_power"]
-        mags = power if p == 2 else power.pow(p / 2)
+        mags = power if p == 2 else power.pow_(p / 2)
         total = mags.sum(1, keepdim=True)
-        masks = torch.where(total > 1e-12, mags / total.clamp_min(1e-12), torch.full_like(mags, 1.0 / J))
+        masks = torch.where(total > 1e-12, mags.div_(total.clamp_min(1e-12)), 1.0 / J)
         out = torch.istft((masks * specs[:, :1]).reshape(B * J, *specs.shape[-2:]), n_fft, hop, window=window,
                           length=N)
         return out.reshape(B, J, N)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def export_parameters(self, mixture, sr, f0) -> dict[str, np.ndarray]:
         """What the model 'believes' per voice: F0 used, amplitudes, noise, LSFs and vocal-tract envelope.
 
@@ -306,21 +313,22 @@ class SourceFilter(Method):
         mixture, f0 = self._check_input(mixture, sr, f0)
         mix = torch.as_tensor(mixture[None], device=self.torch_device)
         controls = model.controls(mix, torch.as_tensor(f0[None], device=self.torch_device), self._autocast())
-        return self._parameters(controls, sr)
+        return self._parameter_list(controls, sr)[0]
 
     @staticmethod
-    def _parameters(c: dict[str, torch.Tensor], sr: int, b: int = 0) -> dict[str, np.ndarray]:
-        """The arrays of :meth:`export_parameters` from the controls of excerpt ``b`` of a batch."""
-        env = sf_dsp.envelope_db(c["lsf"][b], 512)                              # [J, L, 257]
+    @torch.inference_mode()
+    def _parameter_list(c: dict[str, torch.Tensor], sr: int) -> list[dict[str, np.ndarray]]:
+        """The arrays of :meth:`export_parameters` for every excerpt of a batch of controls.
+
+        The envelopes of the whole batch in one call, then each excerpt's arrays as copies of its rows.
+        """
+        env = sf_dsp.envelope_db(c["lsf"], 512).transpose(-1, -2).cpu().numpy()   # [B, J, 257, L]
         L = c["f0"].shape[-1]
-        return {
-            "f0_hz": c["f0"][b].cpu().numpy().astype(np.float32),
-            "harmonic_amplitude": c["amplitude"][b].cpu().numpy().astype(np.float32),
-            "noise_gain": c["noise_gain"][b].cpu().numpy().astype(np.float32),
-            "lsf_hz": (c["lsf"][b] * sr / (2 * np.pi)).cpu().numpy().astype(np.float32),
-            "noise_bands": c["noise_bands"][b].cpu().numpy().astype(np.float32),
-            "envelope_db": env.transpose(-1, -2).cpu().numpy().astype(np.float32),
-            "freqs_hz": (np.arange(257) * sr / 512).astype(np.float32),
-            "times_s": (np.arange(L) * HOP / sr).astype(np.float32),
-            "sr": np.array(sr),
-        }
+        batch = {"f0_hz": c["f0"], "harmonic_amplitude": c["amplitude"], "noise_gain": c["noise_gain"],
+                 "lsf_hz": c["lsf"] * sr / (2 * np.pi), "noise_bands": c["noise_bands"]}
+        batch = {k: v.cpu().numpy() for k, v in batch.items()}
+        freqs = (np.arange(257) * sr / 512).astype(np.float32)
+        times = (np.arange(L) * HOP / sr).astype(np.float32)
+        return [{**{k: v[b].astype(np.float32) for k, v in batch.items()},
+                 "envelope_db": env[b].astype(np.float32), "freqs_hz": freqs.copy(), "times_s": times.copy(),
+                 "sr": np.array(sr)} for b in range(len(env))]

@@ -35,7 +35,9 @@ frame's end is what folds, which is about 1e-4 of the peak for poles of radius
 """
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +102,23 @@ def lsf_from_gaps(gaps: torch.Tensor, min_gap: float = 0.0) -> torch.Tensor:
     return torch.cumsum(min_gap + (math.pi - n * min_gap) * frac, dim=-1)[..., :-1]
 
 
+def _constant(make):
+    """Cache a function of hashable arguments that builds constant tensors (grids, fixed filters).
+
+    They are rebuilt otherwise for every chunk of every batch. Built outside inference mode and
+    without autograd, so that a constant first built while separating is an ordinary tensor that
+    training may use later; callers must not modify what it returns.
+    """
+    cached = functools.lru_cache(maxsize=32)(make)
+
+    @functools.wraps(make)
+    def wrapper(*args):
+        with torch.inference_mode(False), torch.no_grad():
+            return cached(*args)
+    return wrapper
+
+
+@_constant
 def _lsf_grid(n_fft: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """cos w, cos(w/2), sin(w/2) on the n_fft // 2 + 1 bins (computed in float64, then cast)."""
     w = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=device) * (2 * math.pi / n_fft)
@@ -150,12 +169,16 @@ def _lsf_products_backward(lsf: torch.Tensor, p: torch.Tensor, q: torch.Tensor, 
     return grad.reshape(lsf.shape)
 
 
+@_constant
+def _linear_phase(bins: int, order: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """e^{jw(P+1)/2} on ``bins`` bins of a 2 (bins - 1)-point grid (complex64 for float32 ``dtype``)."""
+    w = torch.arange(bins, dtype=torch.float64, device=device) * (2 * math.pi / (2 * (bins - 1)))
+    return torch.exp(1j * w * (order + 1) / 2).to(torch.complex64 if dtype == torch.float32 else torch.complex128)
+
+
 def _inverse_from_products(p: torch.Tensor, q: torch.Tensor, order: int) -> torch.Tensor:
     """1 / A(e^{jw}) = e^{jw(P+1)/2} / (2^{P/2} (p + j q)) (complex64 or complex128 as p)."""
-    n_fft = 2 * (p.shape[-1] - 1)
-    w = torch.arange(p.shape[-1], dtype=torch.float64, device=p.device) * (2 * math.pi / n_fft)
-    shift = torch.exp(1j * w * (order + 1) / 2).to(torch.complex64 if p.dtype == torch.float32
-                                                     else torch.complex128)
+    shift = _linear_phase(p.shape[-1], order, p.dtype, p.device)
     power = (p * p + q * q) * 2.0 ** (order // 2)
     return torch.complex(p / power, -q / power) * shift
 
@@ -318,49 +341,67 @@ def harmonic_frames(f0: torch.Tensor, n_samples: int, sr: int, n_harmonics: int 
     L = f0.shape[-1]
     voiced = f0 > 0
     filled = _fill_unvoiced(f0)
-    # sample-rate F0 over the padded span [-WIN/2, (L-1)*HOP + WIN/2)
-    m = torch.arange((L - 1) * HOP + WIN, dtype=torch.float64, device=f0.device) - WIN // 2
-    pos = (m / HOP).clamp(0, L - 1)
-    lo = pos.floor().long().clamp(max=L - 1)
-    hi = (lo + 1).clamp(max=L - 1)
-    frac = pos - lo
-    f0_s = filled[..., lo] * (1 - frac) + filled[..., hi] * frac
+    # sample-rate F0 over the padded span [-WIN/2, (L-1)*HOP + WIN/2): the frame values held at both ends,
+    # linear between frames l and l + 1 (sample l*HOP + k has weight k/HOP); by broadcasting, not gathering
+    frac = torch.arange(HOP, dtype=torch.float64, device=f0.device) / HOP
+    between = filled[..., :-1, None] * (1 - frac) + filled[..., 1:, None] * frac       # [..., L - 1, HOP]
+    edge = WIN // 2
+    f0_s = torch.cat([filled[..., :1].expand(*filled.shape[:-1], edge), between.flatten(-2),
+                      filled[..., -1:].expand(*filled.shape[:-1], edge)], dim=-1)
     phase = torch.remainder(2 * math.pi * torch.cumsum(f0_s, dim=-1) / sr + math.pi, 2 * math.pi) - math.pi
-    frames = phase.to(torch.float32).unfold(-1, WIN, HOP)                     # [..., L, WIN]
+    phase = phase.to(torch.float32)
+    frames = phase.unfold(-1, WIN, HOP)                                         # [..., L, WIN]
     # highest F0 around each frame decides how many harmonics stay below Nyquist
     f0_max = F.max_pool1d(filled.reshape(-1, 1, L), 3, stride=1, padding=1).reshape(filled.shape)
     K = torch.floor((sr / 2) / f0_max.clamp_min(1.0)).clamp(1, n_harmonics).to(torch.float32)[..., None]
-    half = 0.5 * frames
-    s = torch.sin(half)
+    s = torch.sin(0.5 * phase).unfold(-1, WIN, HOP)  # per sample, not per frame: frames overlap twice
     tiny = s.abs() < 1e-6
-    dirichlet = torch.sin((K + 0.5) * frames) / torch.where(tiny, torch.ones_like(s), 2 * s) - 0.5
+    dirichlet = torch.sin((K + 0.5) * frames).div_((2 * s).masked_fill_(tiny, 1.0)).sub_(0.5)
     dirichlet = torch.where(tiny, K, dirichlet)
-    out = dirichlet / K * hann(WIN, f0.device)
-    return out * voiced[..., None].to(torch.float32)
+    return dirichlet.div_(K).mul_(hann(WIN, f0.device)).masked_fill_(~voiced[..., None], 0.0)
 
 
 def noise_frames(shape: tuple[int, ...], n_samples: int, generator: torch.Generator | None = None,
-                 device=None) -> torch.Tensor:
-    """Hann-windowed frames [*shape, L, 512] of one continuous uniform white noise in [-1, 1]."""
+                 device=None, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+    """Hann-windowed frames [*shape, L, 512] of one continuous uniform white noise in [-1, 1].
+
+    ``generators`` (one per ``shape[0]`` row, instead of ``generator``) draw each row's noise from its
+    own generator, so a row gets the same noise alone or in a batch.
+    """
     L = n_frames(n_samples)
-    noise = torch.rand(*shape, (L - 1) * HOP + WIN, generator=generator, device=device) * 2 - 1
-    return noise.unfold(-1, WIN, HOP) * hann(WIN, device)
+    if generators is None:
+        noise = torch.rand(*shape, (L - 1) * HOP + WIN, generator=generator, device=device)
+    else:
+        if len(generators) != shape[0]:
+            raise ValueError(f"{len(generators)} noise generators for {shape[0]} rows")
+        noise = torch.empty(*shape, (L - 1) * HOP + WIN, device=device)
+        for row, gen in zip(noise, generators):
+            torch.rand(row.shape, generator=gen, device=device, out=row)
+    return (noise * 2 - 1).unfold(-1, WIN, HOP) * hann(WIN, device)
+
+
+@_constant
+def _excitation_filters(sr: int, n_fft: int, corner_hz: float, db_per_octave: float, device
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source slope times the ``FRAME_DELAY`` delay, the delay alone) on the n_fft grid, complex64."""
+    bins = torch.arange(n_fft // 2 + 1, device=device, dtype=torch.float64)
+    delay = torch.exp(-2j * math.pi * bins * FRAME_DELAY / n_fft).to(torch.complex64)
+    return slope_response(sr, n_fft, corner_hz, db_per_octave, device=device) * delay, delay
 
 
 @torch.no_grad()
 def excitation_spectra(f0: torch.Tensor, n_samples: int, sr: int, n_harmonics: int = 101,
                        generator: torch.Generator | None = None, n_fft: int = N_FFT,
-                       slope_corner_hz: float = SLOPE_CORNER_HZ, slope_db_per_octave: float = SLOPE_DB_PER_OCTAVE
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       slope_corner_hz: float = SLOPE_CORNER_HZ, slope_db_per_octave: float = SLOPE_DB_PER_OCTAVE,
+                       generators: Sequence[torch.Generator] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The parameter-free parts of the synthesis, per frame on the n_fft grid (complex64).
 
     Returns (slope-filtered harmonic spectra, white-noise spectra), both
     [..., L, n_fft // 2 + 1] and both delayed by ``FRAME_DELAY`` samples in
-    their buffers (see the module docstring).
+    their buffers (see the module docstring). ``generators``: one per row of
+    f0's first axis instead of ``generator`` (see :func:`noise_frames`).
     """
-    bins = torch.arange(n_fft // 2 + 1, device=f0.device, dtype=torch.float64)
-    delay = torch.exp(-2j * math.pi * bins * FRAME_DELAY / n_fft).to(torch.complex64)
-    slope = slope_response(sr, n_fft, slope_corner_hz, slope_db_per_octave, device=f0.device) * delay
+    slope, delay = _excitation_filters(sr, n_fft, float(slope_corner_hz), float(slope_db_per_octave), f0.device)
     flat = f0.reshape(-1, f0.shape[-1])
     L = n_frames(n_samples)
     harm = torch.empty(flat.shape[0], L, n_fft // 2 + 1, dtype=torch.complex64, device=f0.device)
@@ -368,7 +409,8 @@ def excitation_spectra(f0: torch.Tensor, n_samples: int, sr: int, n_harmonics: i
     for v in range(0, flat.shape[0], step):
         frames = harmonic_frames(flat[v:v + step], n_samples, sr, n_harmonics)
         torch.mul(torch.fft.rfft(frames, n=n_fft, dim=-1), slope, out=harm[v:v + step])
-    noise = torch.fft.rfft(noise_frames(tuple(f0.shape[:-1]), n_samples, generator, f0.device), n=n_fft, dim=-1)
+    noise = torch.fft.rfft(noise_frames(tuple(f0.shape[:-1]), n_samples, generator, f0.device, generators),
+                           n=n_fft, dim=-1)
     return harm.reshape(*f0.shape[:-1], L, -1), noise.mul_(delay)
 
 

@@ -211,30 +211,42 @@ class _SharedInputGRU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pitch, shared, w_ih, w_hh, b_ih, b_hh, voices: int):
+        out, gates, mm = _SharedInputGRU.run(pitch, shared, w_ih, w_hh, b_ih, b_hh, voices, keep=True)
+        ctx.save_for_backward(pitch, shared, w_ih, w_hh, out, gates)
+        ctx.voices, ctx.mm = voices, mm
+        return out
+
+    @staticmethod
+    def run(pitch, shared, w_ih, w_hh, b_ih, b_hh, voices: int, keep: bool
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+        """(output [L, B * J, H], gates, matrix-product dtype); ``keep`` False (no backward to come) reuses one
+        step's gate buffer instead of keeping L of them, and lays the pitch rows out time-major before
+        the input product, whose result is then the time-major input itself (a third of the copy)."""
         device = pitch.device.type
         dt = torch.float64 if pitch.dtype == torch.float64 else torch.float32
         mm = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else dt
         BJ, L, H = pitch.shape[0], pitch.shape[1], w_hh.shape[1]
         with torch.autocast(device, enabled=False):
-            projected = pitch.reshape(-1, H).to(mm) @ w_ih[:, :H].to(mm).t()       # a 2-D product is fastest
-            gi = pitch.new_empty(L, BJ, 3 * H, dtype=dt).copy_(projected.view(BJ, L, -1).transpose(0, 1))
+            if keep:
+                projected = pitch.reshape(-1, H).to(mm) @ w_ih[:, :H].to(mm).t()   # a 2-D product is fastest
+                gi = pitch.new_empty(L, BJ, 3 * H, dtype=dt).copy_(projected.view(BJ, L, -1).transpose(0, 1))
+            else:
+                gi = (pitch.transpose(0, 1).reshape(-1, H).to(mm) @ w_ih[:, :H].to(mm).t()).to(dt).view(L, BJ, -1)
             gi.view(L, BJ // voices, voices, 3 * H).add_(
                 ((shared.to(mm) @ w_ih[:, H:].to(mm).t()).to(dt) + b_ih).transpose(0, 1)[:, :, None])
             w_hh_t, b_hh = w_hh.to(mm).t().contiguous(), b_hh.to(dt)
             out = gi.new_empty(L, BJ, H)
-            keep = any(ctx.needs_input_grad)            # inference reuses one step's gate buffer
             gates = gi.new_empty(L if keep else 1, BJ, 4 * H)                # r, z, n, W_hn h + b_hn
             h = gi.new_zeros(BJ, H)
             for t in range(L):
                 gh = torch.addmm(b_hh, h, w_hh_t) if mm == dt else torch.add(b_hh, h.to(mm) @ w_hh_t)
                 g = gates[t if keep else 0]
                 torch.add(gi[t, :, :2 * H], gh[:, :2 * H], out=g[:, :2 * H]).sigmoid_()
-                g[:, 3 * H:].copy_(gh[:, 2 * H:])
+                if keep:
+                    g[:, 3 * H:].copy_(gh[:, 2 * H:])
                 n = torch.addcmul(gi[t, :, 2 * H:], g[:, :H], gh[:, 2 * H:], out=g[:, 2 * H:3 * H]).tanh_()
                 h = torch.lerp(n, h, g[:, H:2 * H], out=out[t])               # (1 - z) n + z h
-        ctx.save_for_backward(pitch, shared, w_ih, w_hh, out, gates)
-        ctx.voices, ctx.mm = voices, mm
-        return out
+        return out, gates, mm
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -297,10 +309,14 @@ class Decoder(nn.Module):
         """
         B, J, L = f0.shape
         shared = self.emb_mlp(embedding)                                    # [B, L, H]
-        pitch = self.f0_mlp(scale_f0(f0).reshape(B * J, L, 1))              # [B * J, L, H]
         g = self.gru
-        hidden = _SharedInputGRU.apply(pitch, shared, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0,
-                                       g.bias_hh_l0, J)                    # [L, B * J, H], time-major
+        weights = (g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (f0, embedding, *self.parameters())):
+            pitch = self.f0_mlp(scale_f0(f0).reshape(B * J, L, 1))          # [B * J, L, H]
+            hidden = _SharedInputGRU.apply(pitch, shared, *weights, J)    # [L, B * J, H], time-major
+        else:  # separation: nothing kept for a backward; the per-frame MLP writes time-major rows straight away
+            pitch = self.f0_mlp(scale_f0(f0).reshape(B * J, L, 1).transpose(0, 1)).transpose(0, 1)
+            hidden = _SharedInputGRU.run(pitch, shared, *weights, J, keep=False)[0]
         frames = _wide(self.frame_head(self.out_mlp(hidden)))              # per frame: layout is free
         frames = frames.transpose(0, 1).reshape(B, J, L, -1)
         bands = _wide(self.band_head(hidden[-1])).reshape(B, J, -1)

@@ -516,6 +516,45 @@ def test_separate_shapes_outputs_and_export(tiny_dataset, tmp_path):
     assert out.is_file() and out.stat().st_size > 10_000
 
 
+def test_separation_equals_the_training_forward_and_the_mask_written_out(monkeypatch):
+    """Separation takes its own path (inference mode, a GRU loop that keeps nothing for backward, the
+    excitation of a whole batch with one noise generator per excerpt, synthesis and masking a few excerpts
+    at a time); it must give what the training forward gives each excerpt alone, masked by the formula."""
+    import choirbench.methods.sf as sf_module
+
+    monkeypatch.setattr(sf_module, "SYNTH_CHUNK_EXCERPTS", 2)   # 3 excerpts: a chunk of 2 and one of 1
+    method = SourceFilter({**TINY, "n_harmonics": 101})
+    torch.manual_seed(0)
+    method.model = SourceFilterNet(method.architecture()).eval()
+    rng = np.random.default_rng(3)
+    n = 16000
+    x = (0.1 * rng.standard_normal((3, n))).astype(np.float32)
+    f0 = np.stack([[f * (1 + 0.02 * np.sin(np.arange(n // HOP) / (5 + j + b))) for j, f in
+                    enumerate((520.0, 350.0, 260.0, 130.0))] for b in range(3)]).astype(np.float32)
+    f0[1, 2, 20:35] = 0.0   # a rest
+    masked, params = method.separate_batch(x, SAMPLE_RATE, f0)
+    synth, _ = method.separate_batch(x, SAMPLE_RATE, f0, parameters=False, output="synthesis")
+    # the training path on the same batch (matrix products round differently for other batch sizes), with the
+    # excitation of each excerpt made alone with the separation's noise seed
+    parts = [method.make_batch(x[b:b + 1], None, f0[b:b + 1], with_references=False,
+                               generator=torch.Generator().manual_seed(sf_module.SEPARATION_NOISE_SEED))
+             for b in range(3)]
+    mix, f0_t, harm, noise = (torch.cat([part[k] for part in parts]) for k in (0, 2, 3, 4))
+    voices = method.model(mix, f0_t, harm, noise)
+    assert voices.requires_grad                      # the autograd GRU, not the separation's loop
+    voices = voices.detach()
+    np.testing.assert_allclose(synth, voices.numpy(), atol=1e-6)
+    controls = method.model.controls(mix, f0_t)
+    window = torch.hann_window(2048)
+    for b in range(3):
+        np.testing.assert_allclose(params[b]["harmonic_amplitude"], controls["amplitude"][b].detach().numpy(),
+                                   rtol=1e-6)
+        specs = torch.stft(torch.cat([mix[b:b + 1], voices[b]]), 2048, 256, window=window, return_complex=True)
+        masks = specs[1:].abs() / specs[1:].abs().sum(0)               # mask_power 1: magnitude ratios
+        expected = torch.istft(masks * specs[0], 2048, 256, window=window, length=n)
+        np.testing.assert_allclose(masked[b], expected.numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize("bad", [{"output": "both"}, {"precision": "fp16"}, {"filter_order": 19},
                                  {"mask_power": 0}, {"mask_power": -1.0}, {"noise_gain_max": 0},
                                  {"slope_corner_hz": -1}, {"slope_db_per_octave": -6},
