@@ -35,9 +35,11 @@ block takes a first CQT pass for it. Deliberate deviation: a recording with no
 CQT magnitude above the -100 dB floor gets an all-zero map (the original would
 feed the network a flat 0 dB image).
 
-Speed: ``impl="fast"`` (default) runs channels last and computes the 70x3 and
+Speed: ``impl="fast"`` (default) runs channels last, computes the 70x3 and
 360x1 convolutions (85% of the ~0.9 GFLOP per frame of the straightforward port)
-as FFT convolutions along frequency, the products as real matrix products;
+as FFT convolutions along frequency, the products as real matrix products
+accumulated in place, and folds each ReLU + BN into the convolution before it
+(BN(ReLU(z)) = max(scale z + shift, shift) for scale >= 0: one in-place pass);
 ``impl="direct"`` is the straightforward conv2d port, kept as the reference the
 fast path is tested against (equal to ~3e-6). Measured by benchmarks/bench_multif0.py.
 """
@@ -235,12 +237,19 @@ class _Conv:
 
     ``direct(x)``: x [1, C, F, T] -> [1, O, F, T] by torch's conv2d: the straightforward port, the
     reference. ``fast(x)``: x [F, T, C] (channels last) -> [F, T, O]: kernels tall along frequency
-    (70 or 360 bins) as an FFT convolution along frequency (the few time taps as a matrix product
-    per frequency), a 1x1 kernel as a matrix product, small odd kernels by conv2d in channels-last
-    memory. The FFT is long enough (>= F + kh - 1) that no output wraps around: zero padding exact.
+    (70 or 360 bins) as an FFT convolution along frequency (the few time taps as batched matrix
+    products per frequency bin, accumulated in place), a 1x1 kernel as a matrix product, small odd
+    kernels by conv2d in channels-last memory. The FFT is long enough (>= F + kh - 1) that no output
+    wraps around: zero padding exact.
+
+    ``then``: (scale [O], shift [O]) of the batch norm that follows this convolution's ReLU, all
+    scales >= 0. The fast path then returns BN(ReLU(z)) itself, as max(scale z + shift, shift)
+    with scale and shift folded into its kernel and bias: one in-place pass over the output
+    instead of a ReLU pass and a BN pass that allocates (``floor`` is that shift; None without ``then``).
     """
 
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray, n_bins: int = N_BINS):
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray, n_bins: int = N_BINS,
+                 then: tuple[np.ndarray, np.ndarray] | None = None):
         torch = _torch()
         self.kh, self.kw, self.cin, self.cout = kernel.shape
         self.weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))  # (out, in, kh, kw)
@@ -249,6 +258,14 @@ class _Conv:
         left, right = _same_pad(self.kw)
         self.pad = (left, right, top, bottom)  # F.pad order: last axis (time) first
         self.time_pad = (left, right)
+        self.floor = None
+        if then is not None:
+            scale, shift = then
+            if np.any(scale < 0):
+                raise ValueError("a batch norm with a negative scale cannot be folded through the ReLU")
+            kernel = (kernel * scale).astype(np.float32)  # scale per output channel (last axis)
+            bias = (bias * scale + shift).astype(np.float32)
+            self.floor = torch.from_numpy(np.ascontiguousarray(shift, dtype=np.float32))
         if self.kh > 5:
             # cross-correlation out[f] = sum_j w[j] x[f + j - top] is the convolution of x with the
             # flipped kernel, read from index f + kh - 1 - top
@@ -265,10 +282,16 @@ class _Conv:
                                                                                     2 * self.cout)))
                          for dt in range(self.kw)]  # per time tap (nb, 2 in, 2 out)
             self.offset = self.kh - 1 - top
+            # the bias enters as the DC bin (real part times n_fft): irfft adds it to every output,
+            # which saves a pass over the output
+            self.dc_bias = torch.from_numpy((bias.astype(np.float64) * self.n_fft).astype(np.float32))
         elif self.kh == self.kw == 1:
             self.matrix = torch.from_numpy(np.ascontiguousarray(kernel[0, 0]))  # (in, out)
+            self.fast_bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
         else:
-            self.weight_cl = self.weight.contiguous(memory_format=torch.channels_last)
+            self.weight_cl = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))).contiguous(
+                memory_format=torch.channels_last)
+            self.fast_bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
 
     def direct(self, x):
         import torch.nn.functional as F
@@ -278,31 +301,45 @@ class _Conv:
         torch = _torch()
         import torch.nn.functional as F
         if self.kh > 5:
-            n_bins, n_frames = x.shape[0], x.shape[1]
-            import scipy.fft
+            y = self._fft_conv(x)
+        elif self.kh == self.kw == 1:
+            y = torch.addmm(self.fast_bias, x.reshape(-1, self.cin), self.matrix).view(*x.shape[:2], self.cout)
+        else:
+            y = F.conv2d(x.permute(2, 0, 1).unsqueeze(0), self.weight_cl, self.fast_bias,
+                         padding=(self.kh // 2, self.kw // 2))  # odd kernel: "same" is symmetric
+            y = y.squeeze(0).permute(1, 2, 0)
+        if self.floor is not None:
+            y = torch.maximum(y, self.floor, out=y)  # BN(ReLU(z)) of the unscaled z, in place
+        return y
 
-            # scipy returns the spectrum as (nb, T, C) rows, the layout the matrix products want
-            workers = torch.get_num_threads()
-            spec = scipy.fft.rfft(x.numpy(), n=self.n_fft, axis=0, workers=workers)
-            spec = torch.from_numpy(spec.view(np.float32))  # (nb, T, 2C): re, im interleaved
-            left = self.time_pad[0]
-            acc = torch.matmul(spec, self.taps[left])
-            for dt, tap in enumerate(self.taps):  # out[t] += tap_dt(spec)[t + dt - left], zero outside
-                shift = dt - left
-                if shift:  # a full product then a shifted add: in-place GEMM into a view is slow in torch
-                    prod = torch.matmul(spec, tap)
-                    if shift > 0:
-                        acc[:, :n_frames - shift] += prod[:, shift:]
-                    else:
-                        acc[:, -shift:] += prod[:, :n_frames + shift]
-            out = scipy.fft.irfft(acc.numpy().view(np.complex64), n=self.n_fft, axis=0, workers=workers)
-            out = torch.from_numpy(out[self.offset: self.offset + n_bins])
-            return out.add_(self.bias)
-        if self.kh == self.kw == 1:
-            return torch.addmm(self.bias, x.reshape(-1, self.cin), self.matrix).view(*x.shape[:2], self.cout)
-        y = F.conv2d(x.permute(2, 0, 1).unsqueeze(0), self.weight_cl, self.bias,
-                     padding=(self.kh // 2, self.kw // 2))  # odd kernel: "same" is symmetric
-        return y.squeeze(0).permute(1, 2, 0)
+    def _fft_conv(self, x):
+        """Tall kernel along frequency, x [F, T, C] -> [F, T, O], bias included (no ReLU)."""
+        torch = _torch()
+        import scipy.fft
+
+        n_bins, n_frames = x.shape[0], x.shape[1]
+        left, right = self.time_pad
+        workers = torch.get_num_threads()
+        # "same" zero padding in time as zero frames, so that time tap dt reads frames dt..dt+T-1 of one
+        # spectrum and adds its product into one contiguous result in place (baddbmm). Into a shifted
+        # view of the result torch takes a slow path with more than one thread.
+        if left or right:
+            padded = np.zeros((n_bins, n_frames + left + right, self.cin), dtype=np.float32)
+            padded[:, left: left + n_frames] = x.numpy()
+        else:  # one time tap (the 360x1 kernel): nothing to pad, no copy
+            padded = np.ascontiguousarray(x.numpy())
+        # scipy returns the spectrum as (nb, T, C) rows, the layout the matrix products want
+        spec = scipy.fft.rfft(padded, n=self.n_fft, axis=0, workers=workers)
+        del padded
+        spec = torch.from_numpy(spec.view(np.float32))  # (nb, T + kw - 1, 2C): re, im interleaved
+        acc = torch.matmul(spec[:, left: left + n_frames], self.taps[left])
+        for dt, tap in enumerate(self.taps):  # out[t] += tap_dt(spec)[t + dt - left], zero outside
+            if dt != left:
+                acc.baddbmm_(spec[:, dt: dt + n_frames], tap)
+        del spec
+        acc[0, :, 0::2] += self.dc_bias
+        out = scipy.fft.irfft(acc.numpy().view(np.complex64), n=self.n_fft, axis=0, workers=workers)
+        return torch.from_numpy(out[self.offset: self.offset + n_bins])
 
 
 def _fft_size(n: int) -> int:
@@ -317,14 +354,20 @@ def _fft_size(n: int) -> int:
     return best
 
 
+def _bn_affine(gamma, beta, mean, var) -> tuple[np.ndarray, np.ndarray]:
+    """(scale [C], shift [C]) float32 of a Keras BatchNormalization in inference mode (epsilon 1e-3)."""
+    scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
+    return scale, (beta - mean * scale).astype(np.float32)
+
+
 class _BatchNorm:
     """Keras BatchNormalization in inference mode (epsilon 1e-3) as a per-channel affine map."""
 
     def __init__(self, gamma, beta, mean, var):
         torch = _torch()
-        scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
+        scale, shift = _bn_affine(gamma, beta, mean, var)
         self.scale = torch.from_numpy(scale)
-        self.shift = torch.from_numpy((beta - mean * scale).astype(np.float32))
+        self.shift = torch.from_numpy(shift)
 
     def direct(self, x):  # [1, C, F, T]
         return x * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
@@ -334,12 +377,16 @@ class _BatchNorm:
 
 
 def _stack(entries: list[list[np.ndarray]]) -> list:
+    """Ops of one part of the network. A convolution followed by a BN (after its ReLU) with no negative
+    scale carries that BN in ``then`` for the fast path (:class:`_Conv`); the direct path still runs it."""
     ops = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if len(entry) == 4:
             ops.append(_BatchNorm(*entry))
         elif len(entry) == 2:
-            ops.append(_Conv(*entry))
+            after = entries[i + 1] if i + 1 < len(entries) else []
+            affine = _bn_affine(*after) if len(after) == 4 else None
+            ops.append(_Conv(*entry, then=affine if affine is not None and np.all(affine[0] >= 0) else None))
         else:
             raise ChoirbenchError(f"multi-F0 weights: a layer with {len(entry)} arrays is neither conv nor BN")
     return ops
@@ -368,9 +415,15 @@ class LateDeep:
     @staticmethod
     def _run(ops, x, impl: str, last_activation: bool = True):
         torch = _torch()
+        folded = False
         for i, op in enumerate(ops):
+            if folded:  # the fast convolution before applied this BN (and the ReLU) already
+                folded = False
+                continue
             x = getattr(op, impl)(x)
-            if isinstance(op, _Conv) and (last_activation or i < len(ops) - 1):
+            if isinstance(op, _Conv) and impl == "fast" and op.floor is not None:
+                folded = True
+            elif isinstance(op, _Conv) and (last_activation or i < len(ops) - 1):
                 x = torch.relu_(x) if impl == "fast" else torch.relu(x)
         return x
 
