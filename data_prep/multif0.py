@@ -132,7 +132,7 @@ def _prepare_audio(audio, sr) -> np.ndarray:
     if sr != SR:
         if len(y) * SR / sr < HOP:
             raise ChoirbenchError(_too_short(len(y), sr))
-        y = librosa.resample(y, orig_sr=sr, target_sr=SR).astype(np.float32)
+        y = librosa.resample(y, orig_sr=sr, target_sr=SR).astype(np.float32, copy=False)  # soxr keeps float32
     if len(y) < HOP:
         raise ChoirbenchError(_too_short(len(array), sr))
     return np.ascontiguousarray(y)
@@ -145,31 +145,73 @@ def _too_short(n: int, sr: int) -> str:
 
 # ----------------------------------------------------------------------------- HCQT
 
-def _cqt_frames(y: np.ndarray, first: int, stop: int, harmonics=HARMONICS) -> np.ndarray:
-    """Complex CQT [H, 360, stop - first] of frames first..stop-1 of the whole recording ``y``.
+def _cqt_frames(y: np.ndarray, first: int, stop: int, each, *, workers: int = 1, harmonics=HARMONICS) -> None:
+    """Call ``each(i, C)`` with the complex CQT C [360, stop - first] of frames first..stop-1 of the whole
+    recording ``y`` for harmonic ``harmonics[i]``, one harmonic at a time (never all five CQTs at once).
 
     Computed on the audio of those frames plus CQT_MARGIN frames on each side (clipped to the
     recording), so interior frames equal those of one CQT over all of ``y``. librosa 0.8 (the
     original's) padded with reflection; librosa >= 0.9 pads with zeros unless told.
+    ``workers``: harmonics computed at once in threads (librosa's FFTs, resampling and sparse
+    products release the GIL; each harmonic is the same call either way, so the same numbers);
+    ``each`` must then only write to its own harmonic's outputs.
     """
     import librosa
 
     lo = max(0, first - CQT_MARGIN)
     end = min(len(y), (stop + CQT_MARGIN) * HOP)
     segment = y[lo * HOP: end]
-    out = np.empty((len(harmonics), N_BINS, stop - first), dtype=np.complex64)
+
+    def one(i: int) -> None:
+        C = librosa.cqt(segment, sr=SR, hop_length=HOP, fmin=FMIN_HZ * harmonics[i], n_bins=N_BINS,
+                        bins_per_octave=BINS_PER_OCTAVE, pad_mode="reflect")
+        each(i, C[:, first - lo: stop - lo])
+
     with warnings.catch_warnings():  # short clips: librosa warns that its FFT exceeds the signal, as 0.8 did
         warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
-        for i, h in enumerate(harmonics):
-            C = librosa.cqt(segment, sr=SR, hop_length=HOP, fmin=FMIN_HZ * h, n_bins=N_BINS,
-                            bins_per_octave=BINS_PER_OCTAVE, pad_mode="reflect")
-            out[i] = C[:, first - lo: stop - lo]
-    return out
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(workers, len(harmonics))) as pool:
+                list(pool.map(one, range(len(harmonics))))  # list(): re-raises a worker's error here
+        else:
+            for i in range(len(harmonics)):
+                one(i)
 
 
-def _log_magnitude(C: np.ndarray) -> np.ndarray:
-    """20 log10(max(AMIN, |C|)) in float32: the dB of amplitude_to_db before its reference."""
-    return 20.0 * np.log10(np.maximum(AMIN, np.abs(C)))
+def _peak_magnitudes(y: np.ndarray, first: int, stop: int, workers: int = 1) -> np.ndarray:
+    """[H] float32: each harmonic's maximum CQT magnitude over frames first..stop-1 (the dB reference pass)."""
+    peak = np.zeros(len(HARMONICS), dtype=np.float32)
+    _cqt_frames(y, first, stop, lambda i, C: peak.__setitem__(i, np.abs(C).max()), workers=workers)
+    return peak
+
+
+def _raw_features(y: np.ndarray, first: int, stop: int, workers: int = 1):
+    """(level_db [H, 360, n], phase_diff [H, 360, n], peak [H]) float32 of frames first..stop-1.
+
+    level_db is 20 log10(max(AMIN, |C|)) before the reference (:func:`_apply_reference` finishes it);
+    frame 0 of the phase differential keeps its raw phase, as the original does for the first
+    frame of a recording (callers drop it when ``first`` is not the recording's first frame); peak
+    is each harmonic's maximum |C| over these frames. Made harmonic by harmonic from each CQT, so
+    the complex HCQT of a block [H, 360, n] (twice the features' size) is never held.
+    """
+    n = stop - first
+    level = np.empty((len(HARMONICS), N_BINS, n), dtype=np.float32)
+    dphase = np.empty((len(HARMONICS), N_BINS, n), dtype=np.float32)
+    peak = np.zeros(len(HARMONICS), dtype=np.float32)
+
+    def each(h: int, C: np.ndarray) -> None:
+        magnitude = np.abs(C)
+        peak[h] = magnitude.max()
+        level[h] = 20.0 * np.log10(np.maximum(AMIN, magnitude))
+        del magnitude
+        phase = np.angle(C)
+        dphase[h, :, 0] = phase[:, 0]
+        dphase[h, :, 1:] = np.diff(phase, axis=-1)
+        _wrap(dphase[h, :, 1:])
+
+    _cqt_frames(y, first, stop, each, workers=workers)
+    return level, dphase, peak
 
 
 def _reference_db(peak_abs: np.ndarray) -> np.ndarray:
@@ -177,22 +219,12 @@ def _reference_db(peak_abs: np.ndarray) -> np.ndarray:
     return 20.0 * np.log10(np.maximum(AMIN, peak_abs.astype(np.float64)))
 
 
-def _features(C: np.ndarray, ref_db: np.ndarray):
-    """Magnitude dB [H, 360, n] and phase differential [H, 360, n] (float32) of CQT frames C.
-
-    Frame 0 of the phase differential keeps its raw phase, as the original does for the first
-    frame of a recording (callers drop it when C starts later in the recording).
-    """
-    mag = np.empty(C.shape, dtype=np.float32)
-    dphase = np.empty(C.shape, dtype=np.float32)
-    for h in range(len(C)):  # harmonic by harmonic: the temporaries of a long block stay a fifth as large
-        level = _log_magnitude(C[h]) - ref_db[h].astype(np.float32)
-        np.maximum(level, -TOP_DB, out=mag[h])
-        phase = np.angle(C[h])
-        dphase[h, :, 0] = phase[:, 0]
-        dphase[h, :, 1:] = np.diff(phase, axis=-1)
-        _wrap(dphase[h, :, 1:])
-    return mag, dphase
+def _apply_reference(level: np.ndarray, ref_db: np.ndarray) -> np.ndarray:
+    """In place: level_db [H, 360, n] -> amplitude_to_db(|C|, ref=max): minus each harmonic's reference, floor -80 dB."""
+    for h in range(len(level)):
+        level[h] -= ref_db[h].astype(np.float32)
+    np.maximum(level, -TOP_DB, out=level)
+    return level
 
 
 def _wrap(x: np.ndarray) -> None:
@@ -214,10 +246,8 @@ def hcqt(audio, sr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     y = _prepare_audio(audio, sr)
     n_frames = len(y) // HOP
-    C = _cqt_frames(y, 0, n_frames)
-    ref_db = _reference_db(np.abs(C).reshape(len(HARMONICS), -1).max(axis=1))
-    mag, dphase = _features(C, ref_db)
-    return mag, dphase, frame_times(n_frames)
+    level, dphase, peak = _raw_features(y, 0, n_frames)
+    return _apply_reference(level, _reference_db(peak)), dphase, frame_times(n_frames)
 
 
 # ----------------------------------------------------------------------------- network
@@ -488,15 +518,15 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
     sal = np.zeros((N_BINS, n_frames), dtype=np.float32)
     result = Salience(times_s=frame_times(n_frames), freqs_hz=hcqt_frequencies(), map=sal)
     with _torch_threads(threads):
+        workers = _torch().get_num_threads()
         cached = None
         if len(starts) == 1:  # one block: one CQT pass gives both the reference and the features
-            cached = _cqt_frames(y, 0, n_frames)
-            peak = np.abs(cached).reshape(len(HARMONICS), -1).max(axis=1)
+            cached = _raw_features(y, 0, n_frames, workers)
+            peak = cached[2]
         else:  # the dB reference is each harmonic's maximum over the whole recording: a first pass
-            peak = np.zeros(len(HARMONICS))
+            peak = np.zeros(len(HARMONICS), dtype=np.float32)
             for start in starts:
-                C = _cqt_frames(y, start, min(n_frames, start + block))
-                peak = np.maximum(peak, np.abs(C).reshape(len(HARMONICS), -1).max(axis=1))
+                np.maximum(peak, _peak_magnitudes(y, start, min(n_frames, start + block), workers), out=peak)
         if peak[0] < AMIN:
             return result  # nothing above the dB floor: no pitch anywhere (the network would see 0 dB)
         ref_db = _reference_db(peak)
@@ -505,9 +535,10 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
             stop = min(n_frames, start + block)
             lo, hi = max(0, start - NET_CONTEXT), min(n_frames, stop + NET_CONTEXT)
             first = max(0, lo - 1)  # one frame more for the phase differential
-            C = cached[..., first:hi] if cached is not None else _cqt_frames(y, first, hi)
-            mag, dphase = _features(C, ref_db)
-            del C
+            level, dphase, _ = cached if cached is not None else _raw_features(y, first, hi, workers)
+            cached = None
+            mag = _apply_reference(level, ref_db)
+            del level
             if lo > 0:
                 mag, dphase = mag[..., 1:], dphase[..., 1:]  # frame `first` only served as previous phase
             _network_frames(model, mag, dphase, lo, start, stop, n_frames, sal, impl)
