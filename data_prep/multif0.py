@@ -54,7 +54,7 @@ from functools import lru_cache
 import numpy as np
 
 from choirbench import ChoirbenchError
-from choirbench.memory import trim_heap
+from choirbench.memory import mmap_threshold, trim_heap
 
 SR = 22_050
 """Sampling rate of the HCQT (Hz)."""
@@ -79,6 +79,11 @@ NET_CHUNK = 256
 BN_EPS = 1e-3
 PEAK_CHUNK = 4096
 """Frames per pass of :func:`peaks` (its temporaries are a few copies of the part of the map it looks at)."""
+LONG_MMAP_MB = 4
+"""glibc mmap threshold (MB) while a recording of several blocks runs: the network's buffers (6-52 MB,
+allocated and freed every chunk) then go back to the OS when freed instead of fragmenting the heap,
+which held ~190 MB more than was live (~125 MB) after a few chunks at glibc's dynamic threshold;
+the page faults cost a few % of the network's time (benchmarks/bench_multif0.py)."""
 
 
 @dataclass(frozen=True)
@@ -517,7 +522,7 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
     starts = list(range(0, n_frames, block))
     sal = np.zeros((N_BINS, n_frames), dtype=np.float32)
     result = Salience(times_s=frame_times(n_frames), freqs_hz=hcqt_frequencies(), map=sal)
-    with _torch_threads(threads):
+    with _torch_threads(threads), mmap_threshold(LONG_MMAP_MB if len(starts) > 1 else 0):
         workers = _torch().get_num_threads()
         cached = None
         if len(starts) == 1:  # one block: one CQT pass gives both the reference and the features
