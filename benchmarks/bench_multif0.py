@@ -9,17 +9,22 @@ tones with vibrato changing notes every 0.4-1.2 s over a -60 dB noise floor, 16 
   ``--baseline-seconds`` (it is ~5x slower), and how far the two maps differ there (outputs unchanged:
   max |difference| and the share of frames whose peaks are identical);
 * peak resident memory (VmHWM) of a fresh process computing the salience of ``--memory-minutes``
-  of audio, beside that of a process that only imports and loads the model.
+  of audio, beside that of a process that only imports and loads the model;
+* with ``--against FILE`` (another version of ``data_prep/multif0.py``, e.g. from
+  ``git show REV:data_prep/multif0.py > /tmp/multif0_old.py``): that version's time on the same
+  ``--seconds`` of audio in the same run, the ratio, how far its map is from this one's (max
+  |difference|, share of frames with identical peaks), and its peak memory.
 
 Usage (2 cores, as the issue asks)::
 
     nice python benchmarks/bench_multif0.py --threads 2 --seconds 180 --baseline-seconds 20 --memory-minutes 10
 
-``--seconds 0`` measures memory only.
+``--seconds 0`` measures memory only; ``--baseline-seconds 0`` skips the direct port.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -66,9 +71,19 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def memory_child(minutes: float, threads: int, compute: bool) -> dict:
-    from choirbench.data_prep import multif0
+def load_multif0(path: str | None):
+    """This checkout's multif0, or the version in the file ``path`` (it imports only choirbench modules)."""
+    if not path:
+        from choirbench.data_prep import multif0
+        return multif0
+    spec = importlib.util.spec_from_file_location("choirbench.data_prep._multif0_against", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def memory_child(minutes: float, threads: int, compute: bool, path: str | None = None) -> dict:
+    multif0 = load_multif0(path)
     multif0._model()
     audio = choir_signal(minutes * 60) if compute else None
     if compute:
@@ -82,11 +97,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     parser.add_argument("--memory-minutes", type=float, default=10.0, help="0: skip the memory measurement")
+    parser.add_argument("--against", default=None, help="another multif0.py to time and compare (same run)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:  # memory probe in a fresh process
-        minutes, compute = args.child.split(",")
-        print(json.dumps(memory_child(float(minutes), args.threads, compute == "1")))
+        minutes, compute, path = args.child.split(",", 2)
+        print(json.dumps(memory_child(float(minutes), args.threads, compute == "1", path or None)))
         return 0
 
     import torch
@@ -99,20 +115,45 @@ def main(argv=None) -> int:
         audio = choir_signal(args.seconds)
         multif0.salience(audio[: SR * 2], SR, threads=args.threads)  # warm-up: librosa filters, allocator
         speed(args, multif0, audio)
+        if args.against:
+            against(args, multif0, audio)
     if args.memory_minutes > 0:
-        for minutes, compute in ((args.memory_minutes, "0"), (args.memory_minutes, "1")):
+        runs = [(args.memory_minutes, "0", ""), (args.memory_minutes, "1", "")]
+        if args.against:
+            runs.append((args.memory_minutes, "1", args.against))
+        for minutes, compute, path in runs:
             out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child",
-                                  f"{minutes},{compute}"], capture_output=True, text=True, check=True)
+                                  f"{minutes},{compute},{path}"], capture_output=True, text=True, check=True)
             rss = json.loads(out.stdout.strip().splitlines()[-1])["max_rss_mb"]
             what = f"salience of {minutes:g} min" if compute == "1" else "import + model only"
-            print(f"peak RSS (VmHWM), {what}: {rss:.0f} MB", flush=True)
+            print(f"peak RSS (VmHWM), {what}{' (--against)' if path else ''}: {rss:.0f} MB", flush=True)
     return 0
+
+
+def against(args, multif0, audio) -> None:
+    """Time the --against version on the same audio, then this one again (the ratio of one run)."""
+    other = load_multif0(args.against)
+    other._model()
+    other.salience(audio[: SR * 2], SR, threads=args.threads)  # warm-up, as for this version
+    old, owall, ocpu = timed(lambda: other.salience(audio, SR, threads=args.threads))
+    new, nwall, ncpu = timed(lambda: multif0.salience(audio, SR, threads=args.threads))
+    for name, wall, cpu in (("against", owall, ocpu), ("this", nwall, ncpu)):
+        print(f"{name:8s} {args.seconds:6.0f} s audio: wall {wall:7.1f} s  RTF {wall / args.seconds:.3f}  "
+              f"CPU {cpu / args.seconds:.3f} s per audio s", flush=True)
+    print(f"speed-up this vs against on the same audio: wall x{owall / nwall:.2f}, CPU x{ocpu / ncpu:.2f}")
+    _, po = multif0.peaks(old)
+    _, pn = multif0.peaks(new)
+    same = np.mean([np.array_equal(a, b) for a, b in zip(po, pn)])
+    print(f"outputs: max |this - against| = {np.abs(old.map - new.map).max():.2e}, "
+          f"frames with identical peaks {same:.4f}", flush=True)
 
 
 def speed(args, multif0, audio) -> None:
     fast, wall, cpu = timed(lambda: multif0.salience(audio, SR, threads=args.threads))
     print(f"fast     {args.seconds:6.0f} s audio: wall {wall:7.1f} s  RTF {wall / args.seconds:.3f}  "
           f"CPU {cpu / args.seconds:.3f} s per audio s  ({args.threads} threads)", flush=True)
+    if args.baseline_seconds <= 0:
+        return
     part = audio[: int(args.baseline_seconds * SR)]
     base, bwall, bcpu = timed(lambda: multif0.salience(part, SR, threads=args.threads, impl="direct"))
     again, fwall, fcpu = timed(lambda: multif0.salience(part, SR, threads=args.threads))

@@ -1,6 +1,6 @@
 """glibc's heap, where NumPy's and torch's large temporaries live: handing freed memory back to the
 operating system between the phases of long work (:func:`trim_heap`), and a fixed mmap threshold for
-training steps (:func:`set_mmap_threshold`).
+training steps (:func:`set_mmap_threshold`) or one phase (:func:`mmap_threshold`).
 
 glibc keeps memory freed by large NumPy/torch temporaries inside the process's heap for reuse, and
 holes between live blocks are never returned by itself, so a process that has run one memory-hungry
@@ -11,6 +11,7 @@ is called between phases or blocks, not per operation.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 
@@ -49,3 +50,24 @@ def set_mmap_threshold(megabytes: int) -> bool:
         return False
     M_MMAP_THRESHOLD = -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, int(megabytes) << 20))
+
+
+GLIBC_DYNAMIC_MMAP_MAX_MB = 32
+"""Ceiling of glibc's dynamic mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)."""
+
+
+@contextlib.contextmanager
+def mmap_threshold(megabytes: int, after_mb: int = GLIBC_DYNAMIC_MMAP_MAX_MB):
+    """:func:`set_mmap_threshold` for the duration of a ``with`` block, ``after_mb`` afterwards.
+
+    glibc has no way back to its dynamic threshold once one is set, so on leaving the block the
+    threshold becomes ``after_mb``: by default the ceiling (32 MB) that the dynamic threshold
+    climbs to as soon as a process frees a block of that size, i.e. where it sits anyway in a
+    process that has run a network. A no-op off glibc or with ``megabytes <= 0``.
+    """
+    changed = set_mmap_threshold(megabytes)
+    try:
+        yield changed
+    finally:
+        if changed:
+            set_mmap_threshold(after_mb)

@@ -35,9 +35,11 @@ block takes a first CQT pass for it. Deliberate deviation: a recording with no
 CQT magnitude above the -100 dB floor gets an all-zero map (the original would
 feed the network a flat 0 dB image).
 
-Speed: ``impl="fast"`` (default) runs channels last and computes the 70x3 and
+Speed: ``impl="fast"`` (default) runs channels last, computes the 70x3 and
 360x1 convolutions (85% of the ~0.9 GFLOP per frame of the straightforward port)
-as FFT convolutions along frequency, the products as real matrix products;
+as FFT convolutions along frequency, the products as real matrix products
+accumulated in place, and folds each ReLU + BN into the convolution before it
+(BN(ReLU(z)) = max(scale z + shift, shift) for scale >= 0: one in-place pass);
 ``impl="direct"`` is the straightforward conv2d port, kept as the reference the
 fast path is tested against (equal to ~3e-6). Measured by benchmarks/bench_multif0.py.
 """
@@ -52,7 +54,7 @@ from functools import lru_cache
 import numpy as np
 
 from choirbench import ChoirbenchError
-from choirbench.memory import trim_heap
+from choirbench.memory import mmap_threshold, trim_heap
 
 SR = 22_050
 """Sampling rate of the HCQT (Hz)."""
@@ -77,6 +79,11 @@ NET_CHUNK = 256
 BN_EPS = 1e-3
 PEAK_CHUNK = 4096
 """Frames per pass of :func:`peaks` (its temporaries are a few copies of the part of the map it looks at)."""
+LONG_MMAP_MB = 4
+"""glibc mmap threshold (MB) while a recording of several blocks runs: the network's buffers (6-52 MB,
+allocated and freed every chunk) then go back to the OS when freed instead of fragmenting the heap,
+which held ~190 MB more than was live (~125 MB) after a few chunks at glibc's dynamic threshold;
+the page faults cost a few % of the network's time (benchmarks/bench_multif0.py)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ def _prepare_audio(audio, sr) -> np.ndarray:
     if sr != SR:
         if len(y) * SR / sr < HOP:
             raise ChoirbenchError(_too_short(len(y), sr))
-        y = librosa.resample(y, orig_sr=sr, target_sr=SR).astype(np.float32)
+        y = librosa.resample(y, orig_sr=sr, target_sr=SR).astype(np.float32, copy=False)  # soxr keeps float32
     if len(y) < HOP:
         raise ChoirbenchError(_too_short(len(array), sr))
     return np.ascontiguousarray(y)
@@ -143,31 +150,73 @@ def _too_short(n: int, sr: int) -> str:
 
 # ----------------------------------------------------------------------------- HCQT
 
-def _cqt_frames(y: np.ndarray, first: int, stop: int, harmonics=HARMONICS) -> np.ndarray:
-    """Complex CQT [H, 360, stop - first] of frames first..stop-1 of the whole recording ``y``.
+def _cqt_frames(y: np.ndarray, first: int, stop: int, each, *, workers: int = 1, harmonics=HARMONICS) -> None:
+    """Call ``each(i, C)`` with the complex CQT C [360, stop - first] of frames first..stop-1 of the whole
+    recording ``y`` for harmonic ``harmonics[i]``, one harmonic at a time (never all five CQTs at once).
 
     Computed on the audio of those frames plus CQT_MARGIN frames on each side (clipped to the
     recording), so interior frames equal those of one CQT over all of ``y``. librosa 0.8 (the
     original's) padded with reflection; librosa >= 0.9 pads with zeros unless told.
+    ``workers``: harmonics computed at once in threads (librosa's FFTs, resampling and sparse
+    products release the GIL; each harmonic is the same call either way, so the same numbers);
+    ``each`` must then only write to its own harmonic's outputs.
     """
     import librosa
 
     lo = max(0, first - CQT_MARGIN)
     end = min(len(y), (stop + CQT_MARGIN) * HOP)
     segment = y[lo * HOP: end]
-    out = np.empty((len(harmonics), N_BINS, stop - first), dtype=np.complex64)
+
+    def one(i: int) -> None:
+        C = librosa.cqt(segment, sr=SR, hop_length=HOP, fmin=FMIN_HZ * harmonics[i], n_bins=N_BINS,
+                        bins_per_octave=BINS_PER_OCTAVE, pad_mode="reflect")
+        each(i, C[:, first - lo: stop - lo])
+
     with warnings.catch_warnings():  # short clips: librosa warns that its FFT exceeds the signal, as 0.8 did
         warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
-        for i, h in enumerate(harmonics):
-            C = librosa.cqt(segment, sr=SR, hop_length=HOP, fmin=FMIN_HZ * h, n_bins=N_BINS,
-                            bins_per_octave=BINS_PER_OCTAVE, pad_mode="reflect")
-            out[i] = C[:, first - lo: stop - lo]
-    return out
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(workers, len(harmonics))) as pool:
+                list(pool.map(one, range(len(harmonics))))  # list(): re-raises a worker's error here
+        else:
+            for i in range(len(harmonics)):
+                one(i)
 
 
-def _log_magnitude(C: np.ndarray) -> np.ndarray:
-    """20 log10(max(AMIN, |C|)) in float32: the dB of amplitude_to_db before its reference."""
-    return 20.0 * np.log10(np.maximum(AMIN, np.abs(C)))
+def _peak_magnitudes(y: np.ndarray, first: int, stop: int, workers: int = 1) -> np.ndarray:
+    """[H] float32: each harmonic's maximum CQT magnitude over frames first..stop-1 (the dB reference pass)."""
+    peak = np.zeros(len(HARMONICS), dtype=np.float32)
+    _cqt_frames(y, first, stop, lambda i, C: peak.__setitem__(i, np.abs(C).max()), workers=workers)
+    return peak
+
+
+def _raw_features(y: np.ndarray, first: int, stop: int, workers: int = 1):
+    """(level_db [H, 360, n], phase_diff [H, 360, n], peak [H]) float32 of frames first..stop-1.
+
+    level_db is 20 log10(max(AMIN, |C|)) before the reference (:func:`_apply_reference` finishes it);
+    frame 0 of the phase differential keeps its raw phase, as the original does for the first
+    frame of a recording (callers drop it when ``first`` is not the recording's first frame); peak
+    is each harmonic's maximum |C| over these frames. Made harmonic by harmonic from each CQT, so
+    the complex HCQT of a block [H, 360, n] (twice the features' size) is never held.
+    """
+    n = stop - first
+    level = np.empty((len(HARMONICS), N_BINS, n), dtype=np.float32)
+    dphase = np.empty((len(HARMONICS), N_BINS, n), dtype=np.float32)
+    peak = np.zeros(len(HARMONICS), dtype=np.float32)
+
+    def each(h: int, C: np.ndarray) -> None:
+        magnitude = np.abs(C)
+        peak[h] = magnitude.max()
+        level[h] = 20.0 * np.log10(np.maximum(AMIN, magnitude))
+        del magnitude
+        phase = np.angle(C)
+        dphase[h, :, 0] = phase[:, 0]
+        dphase[h, :, 1:] = np.diff(phase, axis=-1)
+        _wrap(dphase[h, :, 1:])
+
+    _cqt_frames(y, first, stop, each, workers=workers)
+    return level, dphase, peak
 
 
 def _reference_db(peak_abs: np.ndarray) -> np.ndarray:
@@ -175,22 +224,12 @@ def _reference_db(peak_abs: np.ndarray) -> np.ndarray:
     return 20.0 * np.log10(np.maximum(AMIN, peak_abs.astype(np.float64)))
 
 
-def _features(C: np.ndarray, ref_db: np.ndarray):
-    """Magnitude dB [H, 360, n] and phase differential [H, 360, n] (float32) of CQT frames C.
-
-    Frame 0 of the phase differential keeps its raw phase, as the original does for the first
-    frame of a recording (callers drop it when C starts later in the recording).
-    """
-    mag = np.empty(C.shape, dtype=np.float32)
-    dphase = np.empty(C.shape, dtype=np.float32)
-    for h in range(len(C)):  # harmonic by harmonic: the temporaries of a long block stay a fifth as large
-        level = _log_magnitude(C[h]) - ref_db[h].astype(np.float32)
-        np.maximum(level, -TOP_DB, out=mag[h])
-        phase = np.angle(C[h])
-        dphase[h, :, 0] = phase[:, 0]
-        dphase[h, :, 1:] = np.diff(phase, axis=-1)
-        _wrap(dphase[h, :, 1:])
-    return mag, dphase
+def _apply_reference(level: np.ndarray, ref_db: np.ndarray) -> np.ndarray:
+    """In place: level_db [H, 360, n] -> amplitude_to_db(|C|, ref=max): minus each harmonic's reference, floor -80 dB."""
+    for h in range(len(level)):
+        level[h] -= ref_db[h].astype(np.float32)
+    np.maximum(level, -TOP_DB, out=level)
+    return level
 
 
 def _wrap(x: np.ndarray) -> None:
@@ -212,10 +251,8 @@ def hcqt(audio, sr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     y = _prepare_audio(audio, sr)
     n_frames = len(y) // HOP
-    C = _cqt_frames(y, 0, n_frames)
-    ref_db = _reference_db(np.abs(C).reshape(len(HARMONICS), -1).max(axis=1))
-    mag, dphase = _features(C, ref_db)
-    return mag, dphase, frame_times(n_frames)
+    level, dphase, peak = _raw_features(y, 0, n_frames)
+    return _apply_reference(level, _reference_db(peak)), dphase, frame_times(n_frames)
 
 
 # ----------------------------------------------------------------------------- network
@@ -235,12 +272,19 @@ class _Conv:
 
     ``direct(x)``: x [1, C, F, T] -> [1, O, F, T] by torch's conv2d: the straightforward port, the
     reference. ``fast(x)``: x [F, T, C] (channels last) -> [F, T, O]: kernels tall along frequency
-    (70 or 360 bins) as an FFT convolution along frequency (the few time taps as a matrix product
-    per frequency), a 1x1 kernel as a matrix product, small odd kernels by conv2d in channels-last
-    memory. The FFT is long enough (>= F + kh - 1) that no output wraps around: zero padding exact.
+    (70 or 360 bins) as an FFT convolution along frequency (the few time taps as batched matrix
+    products per frequency bin, accumulated in place), a 1x1 kernel as a matrix product, small odd
+    kernels by conv2d in channels-last memory. The FFT is long enough (>= F + kh - 1) that no output
+    wraps around: zero padding exact.
+
+    ``then``: (scale [O], shift [O]) of the batch norm that follows this convolution's ReLU, all
+    scales >= 0. The fast path then returns BN(ReLU(z)) itself, as max(scale z + shift, shift)
+    with scale and shift folded into its kernel and bias: one in-place pass over the output
+    instead of a ReLU pass and a BN pass that allocates (``floor`` is that shift; None without ``then``).
     """
 
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray, n_bins: int = N_BINS):
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray, n_bins: int = N_BINS,
+                 then: tuple[np.ndarray, np.ndarray] | None = None):
         torch = _torch()
         self.kh, self.kw, self.cin, self.cout = kernel.shape
         self.weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))  # (out, in, kh, kw)
@@ -249,6 +293,14 @@ class _Conv:
         left, right = _same_pad(self.kw)
         self.pad = (left, right, top, bottom)  # F.pad order: last axis (time) first
         self.time_pad = (left, right)
+        self.floor = None
+        if then is not None:
+            scale, shift = then
+            if np.any(scale < 0):
+                raise ValueError("a batch norm with a negative scale cannot be folded through the ReLU")
+            kernel = (kernel * scale).astype(np.float32)  # scale per output channel (last axis)
+            bias = (bias * scale + shift).astype(np.float32)
+            self.floor = torch.from_numpy(np.ascontiguousarray(shift, dtype=np.float32))
         if self.kh > 5:
             # cross-correlation out[f] = sum_j w[j] x[f + j - top] is the convolution of x with the
             # flipped kernel, read from index f + kh - 1 - top
@@ -265,10 +317,16 @@ class _Conv:
                                                                                     2 * self.cout)))
                          for dt in range(self.kw)]  # per time tap (nb, 2 in, 2 out)
             self.offset = self.kh - 1 - top
+            # the bias enters as the DC bin (real part times n_fft): irfft adds it to every output,
+            # which saves a pass over the output
+            self.dc_bias = torch.from_numpy((bias.astype(np.float64) * self.n_fft).astype(np.float32))
         elif self.kh == self.kw == 1:
             self.matrix = torch.from_numpy(np.ascontiguousarray(kernel[0, 0]))  # (in, out)
+            self.fast_bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
         else:
-            self.weight_cl = self.weight.contiguous(memory_format=torch.channels_last)
+            self.weight_cl = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))).contiguous(
+                memory_format=torch.channels_last)
+            self.fast_bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
 
     def direct(self, x):
         import torch.nn.functional as F
@@ -278,31 +336,45 @@ class _Conv:
         torch = _torch()
         import torch.nn.functional as F
         if self.kh > 5:
-            n_bins, n_frames = x.shape[0], x.shape[1]
-            import scipy.fft
+            y = self._fft_conv(x)
+        elif self.kh == self.kw == 1:
+            y = torch.addmm(self.fast_bias, x.reshape(-1, self.cin), self.matrix).view(*x.shape[:2], self.cout)
+        else:
+            y = F.conv2d(x.permute(2, 0, 1).unsqueeze(0), self.weight_cl, self.fast_bias,
+                         padding=(self.kh // 2, self.kw // 2))  # odd kernel: "same" is symmetric
+            y = y.squeeze(0).permute(1, 2, 0)
+        if self.floor is not None:
+            y = torch.maximum(y, self.floor, out=y)  # BN(ReLU(z)) of the unscaled z, in place
+        return y
 
-            # scipy returns the spectrum as (nb, T, C) rows, the layout the matrix products want
-            workers = torch.get_num_threads()
-            spec = scipy.fft.rfft(x.numpy(), n=self.n_fft, axis=0, workers=workers)
-            spec = torch.from_numpy(spec.view(np.float32))  # (nb, T, 2C): re, im interleaved
-            left = self.time_pad[0]
-            acc = torch.matmul(spec, self.taps[left])
-            for dt, tap in enumerate(self.taps):  # out[t] += tap_dt(spec)[t + dt - left], zero outside
-                shift = dt - left
-                if shift:  # a full product then a shifted add: in-place GEMM into a view is slow in torch
-                    prod = torch.matmul(spec, tap)
-                    if shift > 0:
-                        acc[:, :n_frames - shift] += prod[:, shift:]
-                    else:
-                        acc[:, -shift:] += prod[:, :n_frames + shift]
-            out = scipy.fft.irfft(acc.numpy().view(np.complex64), n=self.n_fft, axis=0, workers=workers)
-            out = torch.from_numpy(out[self.offset: self.offset + n_bins])
-            return out.add_(self.bias)
-        if self.kh == self.kw == 1:
-            return torch.addmm(self.bias, x.reshape(-1, self.cin), self.matrix).view(*x.shape[:2], self.cout)
-        y = F.conv2d(x.permute(2, 0, 1).unsqueeze(0), self.weight_cl, self.bias,
-                     padding=(self.kh // 2, self.kw // 2))  # odd kernel: "same" is symmetric
-        return y.squeeze(0).permute(1, 2, 0)
+    def _fft_conv(self, x):
+        """Tall kernel along frequency, x [F, T, C] -> [F, T, O], bias included (no ReLU)."""
+        torch = _torch()
+        import scipy.fft
+
+        n_bins, n_frames = x.shape[0], x.shape[1]
+        left, right = self.time_pad
+        workers = torch.get_num_threads()
+        # "same" zero padding in time as zero frames, so that time tap dt reads frames dt..dt+T-1 of one
+        # spectrum and adds its product into one contiguous result in place (baddbmm). Into a shifted
+        # view of the result torch takes a slow path with more than one thread.
+        if left or right:
+            padded = np.zeros((n_bins, n_frames + left + right, self.cin), dtype=np.float32)
+            padded[:, left: left + n_frames] = x.numpy()
+        else:  # one time tap (the 360x1 kernel): nothing to pad, no copy
+            padded = np.ascontiguousarray(x.numpy())
+        # scipy returns the spectrum as (nb, T, C) rows, the layout the matrix products want
+        spec = scipy.fft.rfft(padded, n=self.n_fft, axis=0, workers=workers)
+        del padded
+        spec = torch.from_numpy(spec.view(np.float32))  # (nb, T + kw - 1, 2C): re, im interleaved
+        acc = torch.matmul(spec[:, left: left + n_frames], self.taps[left])
+        for dt, tap in enumerate(self.taps):  # out[t] += tap_dt(spec)[t + dt - left], zero outside
+            if dt != left:
+                acc.baddbmm_(spec[:, dt: dt + n_frames], tap)
+        del spec
+        acc[0, :, 0::2] += self.dc_bias
+        out = scipy.fft.irfft(acc.numpy().view(np.complex64), n=self.n_fft, axis=0, workers=workers)
+        return torch.from_numpy(out[self.offset: self.offset + n_bins])
 
 
 def _fft_size(n: int) -> int:
@@ -317,14 +389,20 @@ def _fft_size(n: int) -> int:
     return best
 
 
+def _bn_affine(gamma, beta, mean, var) -> tuple[np.ndarray, np.ndarray]:
+    """(scale [C], shift [C]) float32 of a Keras BatchNormalization in inference mode (epsilon 1e-3)."""
+    scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
+    return scale, (beta - mean * scale).astype(np.float32)
+
+
 class _BatchNorm:
     """Keras BatchNormalization in inference mode (epsilon 1e-3) as a per-channel affine map."""
 
     def __init__(self, gamma, beta, mean, var):
         torch = _torch()
-        scale = (gamma / np.sqrt(var + BN_EPS)).astype(np.float32)
+        scale, shift = _bn_affine(gamma, beta, mean, var)
         self.scale = torch.from_numpy(scale)
-        self.shift = torch.from_numpy((beta - mean * scale).astype(np.float32))
+        self.shift = torch.from_numpy(shift)
 
     def direct(self, x):  # [1, C, F, T]
         return x * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
@@ -334,12 +412,16 @@ class _BatchNorm:
 
 
 def _stack(entries: list[list[np.ndarray]]) -> list:
+    """Ops of one part of the network. A convolution followed by a BN (after its ReLU) with no negative
+    scale carries that BN in ``then`` for the fast path (:class:`_Conv`); the direct path still runs it."""
     ops = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if len(entry) == 4:
             ops.append(_BatchNorm(*entry))
         elif len(entry) == 2:
-            ops.append(_Conv(*entry))
+            after = entries[i + 1] if i + 1 < len(entries) else []
+            affine = _bn_affine(*after) if len(after) == 4 else None
+            ops.append(_Conv(*entry, then=affine if affine is not None and np.all(affine[0] >= 0) else None))
         else:
             raise ChoirbenchError(f"multi-F0 weights: a layer with {len(entry)} arrays is neither conv nor BN")
     return ops
@@ -368,9 +450,15 @@ class LateDeep:
     @staticmethod
     def _run(ops, x, impl: str, last_activation: bool = True):
         torch = _torch()
+        folded = False
         for i, op in enumerate(ops):
+            if folded:  # the fast convolution before applied this BN (and the ReLU) already
+                folded = False
+                continue
             x = getattr(op, impl)(x)
-            if isinstance(op, _Conv) and (last_activation or i < len(ops) - 1):
+            if isinstance(op, _Conv) and impl == "fast" and op.floor is not None:
+                folded = True
+            elif isinstance(op, _Conv) and (last_activation or i < len(ops) - 1):
                 x = torch.relu_(x) if impl == "fast" else torch.relu(x)
         return x
 
@@ -434,16 +522,16 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
     starts = list(range(0, n_frames, block))
     sal = np.zeros((N_BINS, n_frames), dtype=np.float32)
     result = Salience(times_s=frame_times(n_frames), freqs_hz=hcqt_frequencies(), map=sal)
-    with _torch_threads(threads):
+    with _torch_threads(threads), mmap_threshold(LONG_MMAP_MB if len(starts) > 1 else 0):
+        workers = _torch().get_num_threads()
         cached = None
         if len(starts) == 1:  # one block: one CQT pass gives both the reference and the features
-            cached = _cqt_frames(y, 0, n_frames)
-            peak = np.abs(cached).reshape(len(HARMONICS), -1).max(axis=1)
+            cached = _raw_features(y, 0, n_frames, workers)
+            peak = cached[2]
         else:  # the dB reference is each harmonic's maximum over the whole recording: a first pass
-            peak = np.zeros(len(HARMONICS))
+            peak = np.zeros(len(HARMONICS), dtype=np.float32)
             for start in starts:
-                C = _cqt_frames(y, start, min(n_frames, start + block))
-                peak = np.maximum(peak, np.abs(C).reshape(len(HARMONICS), -1).max(axis=1))
+                np.maximum(peak, _peak_magnitudes(y, start, min(n_frames, start + block), workers), out=peak)
         if peak[0] < AMIN:
             return result  # nothing above the dB floor: no pitch anywhere (the network would see 0 dB)
         ref_db = _reference_db(peak)
@@ -452,9 +540,10 @@ def salience(audio, sr, *, block_s: float = DEFAULT_BLOCK_S, threads: int | None
             stop = min(n_frames, start + block)
             lo, hi = max(0, start - NET_CONTEXT), min(n_frames, stop + NET_CONTEXT)
             first = max(0, lo - 1)  # one frame more for the phase differential
-            C = cached[..., first:hi] if cached is not None else _cqt_frames(y, first, hi)
-            mag, dphase = _features(C, ref_db)
-            del C
+            level, dphase, _ = cached if cached is not None else _raw_features(y, first, hi, workers)
+            cached = None
+            mag = _apply_reference(level, ref_db)
+            del level
             if lo > 0:
                 mag, dphase = mag[..., 1:], dphase[..., 1:]  # frame `first` only served as previous phase
             _network_frames(model, mag, dphase, lo, start, stop, n_frames, sal, impl)

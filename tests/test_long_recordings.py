@@ -251,8 +251,8 @@ def test_f0_command_in_blocks_gives_the_whole_file_f0(tmp_path, monkeypatch):
     write_wav(wav, _tone_mixture(6.0), SAMPLE_RATE)
     calls = []
     cqt = multif0._cqt_frames
-    monkeypatch.setattr(multif0, "_cqt_frames", lambda y, first, stop, *a: calls.append((first, stop)) or
-                        cqt(y, first, stop, *a))
+    monkeypatch.setattr(multif0, "_cqt_frames", lambda y, first, stop, *a, **k: calls.append((first, stop)) or
+                        cqt(y, first, stop, *a, **k))
     assert main(["f0", str(wav), "--voices", "SATB", "--out", str(tmp_path / "whole.csv"), "--block-s", "60",
                  "--threads", "1"]) == 0
     assert len(calls) == 1
