@@ -5,8 +5,9 @@
 # F0, the data-efficiency plan) or 50 (trainings, the longest jobs: longest first packs the cores
 # best); the rest 0. Snakemake's greedy scheduler picks ready jobs by priority, then input size;
 # without priorities it ran the trainings first and left the cheap unlocking jobs waiting behind
-# them, so the trainings they unlock ran alone at the end (default run on 2 cores: 70 min for
-# ~104 CPU-min of jobs).
+# them, so the trainings they unlock ran alone at the end (default run on 2 cores: 69 min for
+# 117 CPU-min; with priorities 65 min). A job asking for 2 threads only starts when both cores are
+# free at once, which a run of 1-thread jobs leaves to its end: the F0 step takes one thread.
 
 
 # config/config.yaml is the default; a --configfile replaces it (rather than being merged into it).

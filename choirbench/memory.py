@@ -1,6 +1,7 @@
 """glibc's heap, where NumPy's and torch's large temporaries live: handing freed memory back to the
-operating system between the phases of long work (:func:`trim_heap`), and a fixed mmap threshold for
-training steps (:func:`set_mmap_threshold`) or one phase (:func:`mmap_threshold`).
+operating system between the phases of long work (:func:`trim_heap`), a fixed mmap threshold for
+training steps (:func:`set_mmap_threshold`) or one phase (:func:`mmap_threshold`), and a heap that
+keeps its freed memory for the next step (:func:`keep_freed_memory`, the training default).
 
 glibc keeps memory freed by large NumPy/torch temporaries inside the process's heap for reuse, and
 holes between live blocks are never returned by itself, so a process that has run one memory-hungry
@@ -71,3 +72,27 @@ def mmap_threshold(megabytes: int, after_mb: int = GLIBC_DYNAMIC_MMAP_MAX_MB):
     finally:
         if changed:
             set_mmap_threshold(after_mb)
+
+
+KEEP_TRIM_THRESHOLD_MB = 256
+"""Free memory at the top of the heap that :func:`keep_freed_memory` lets glibc keep (MB)."""
+
+
+def keep_freed_memory() -> bool:
+    """Let a training step's temporaries be recycled inside the heap instead of going back to the OS.
+
+    glibc by default serves blocks above its dynamic mmap threshold (128 KB rising to 32 MB) with
+    fresh mmaps and trims the heap's top whenever 128 KB are free, so every training step pays page
+    faults to zero memory the step before just gave back: ~15 % of a CPU-default U-Net training's CPU
+    time was system time. A fixed threshold at the dynamic one's ceiling (32 MB) and a 256-MB trim
+    threshold keep that memory: CPU time per training -12 % (U-Net) and -5 % (sf) for the same peak
+    within a few % (40 steps, quiet 2-core machine, /usr/bin/time). A 1-GB threshold (glibc 2.36
+    accepts it) saved a little more (-15 %, -10 %) but leaves large blocks to fragment the heap of a
+    paper-size step. The values computed do not change. Returns False off glibc.
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    M_TRIM_THRESHOLD = -1
+    return set_mmap_threshold(GLIBC_DYNAMIC_MMAP_MAX_MB) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD_MB << 20))

@@ -40,7 +40,7 @@ import torch
 
 from choirbench import ChoirbenchError
 from choirbench.io import atomic_path
-from choirbench.memory import set_mmap_threshold
+from choirbench.memory import keep_freed_memory, set_mmap_threshold
 from choirbench.registry import Method
 from choirbench.checkpoints import (OldCheckpointError, describe_changes, identity_sha256, load_weights,
                                             read_checkpoint, save_checkpoint, training_identity)
@@ -59,7 +59,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "patience": 20,           # validations without improvement before stopping
     "checkpoint_every": 100,  # steps between `last.pt` checkpoints
     "grad_clip": 0.0,         # max gradient norm (0 = off)
-    "mmap_threshold_mb": 0,   # glibc: allocations above this size go straight to the OS (0 = glibc's default)
+    "mmap_threshold_mb": 0,   # glibc: allocations above this size go straight to the OS (0 = keep freed memory for speed)
     "micro_batch": 0,         # excerpts per forward/backward pass, gradients accumulated (0 = the whole batch)
 }
 TRAIN_LIMITS: dict[str, Limit] = {
@@ -212,7 +212,8 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torc
         return final
     resume = _matching(last, header)
 
-    set_mmap_threshold(settings.mmap_threshold_mb)
+    if not set_mmap_threshold(settings.mmap_threshold_mb):  # a memory cap asked for, else speed
+        keep_freed_memory()
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, settings.lr_decay_every), gamma=settings.lr_decay)

@@ -25,3 +25,25 @@ def test_real_mallopt_accepts_the_values_used():
         pytest.skip("not glibc")
     with memory.mmap_threshold(4) as changed:
         assert changed
+
+
+
+def test_keep_freed_memory_sets_glibcs_ceiling_and_a_large_trim_threshold(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(memory, "_libc", lambda: FakeLibc())
+    assert memory.keep_freed_memory()
+    assert calls == [(-3, 32 << 20), (-1, memory.KEEP_TRIM_THRESHOLD_MB << 20)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    monkeypatch.setattr(memory, "_libc", lambda: None)
+    assert not memory.keep_freed_memory()  # off glibc: a no-op
+
+
+def test_real_glibc_accepts_keep_freed_memory():
+    if memory._libc() is None:
+        pytest.skip("not glibc")
+    assert memory.keep_freed_memory()
