@@ -174,7 +174,11 @@ def test_default_config_has_the_nasal_test_set_of_the_same_pieces():
     assert nasal["tract"] == "nasal" and nasal["splits"] == ["test"] and nasal["kind"] == "synth-chorales"
     # the same draw of pieces and singers: every knob but the tract and the splits rendered
     assert {k: v for k, v in nasal.items() if k not in ("kind", "tract", "splits")} == main
-    assert {"dataset": "synth-chorales-nasal", "J": [4], "max_examples": 10} in config["test_sets"]
+    nasal_set = next(t for t in config["test_sets"] if t["dataset"] == "synth-chorales-nasal")
+    assert nasal_set["J"] == [4] and nasal_set["max_examples"] == 10
+    # the entries its gaps compare (sf against nmf2 and the U-Net) and the paper's comparisons are run there
+    assert {"nmf2", "unet-full", "sf-us-full", "sf-sv-full", "mixture", "oracle"} <= set(nasal_set["methods"])
+    assert set(nasal_set["methods"]) <= set(config["methods"])
     # El Rossinyol is there to be named (overlay), never in the default's test sets: no ../shared needed
     assert "rossinyol" in config["datasets"]
     assert all((t if isinstance(t, str) else t["dataset"]) != "rossinyol" for t in config["test_sets"])
