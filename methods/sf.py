@@ -148,11 +148,16 @@ class SourceFilter(Method):
             if voices is None:
                 raise ChoirbenchError("supervised sf training needs isolated voices (sampler with_voices=True)")
             refs = torch.as_tensor(voices[..., :n], dtype=torch.float32, device=dev)
-        p = self.params
-        harm, noise = sf_dsp.excitation_spectra(f0_t, n, p["sample_rate"], p["n_harmonics"], generator=generator,
-                                                slope_corner_hz=p["slope_corner_hz"],
-                                                slope_db_per_octave=p["slope_db_per_octave"])
+        harm, noise = self._excitation(f0_t, n, generator=generator)
         return mix, refs, f0_t, harm, noise
+
+    def _excitation(self, f0: torch.Tensor, n_samples: int, **noise) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`sf_dsp.excitation_spectra` with this model's rate, harmonics and source slope; ``noise``:
+        its ``generator`` or ``generators``."""
+        p = self.params
+        return sf_dsp.excitation_spectra(f0, n_samples, p["sample_rate"], p["n_harmonics"],
+                                         slope_corner_hz=p["slope_corner_hz"],
+                                         slope_db_per_octave=p["slope_db_per_octave"], **noise)
 
     def loss(self, model: SourceFilterNet, batch: tuple) -> torch.Tensor:
         """Multi-scale spectral loss: mixture vs sum of voices (unsupervised) or voice vs voice (supervised)."""
@@ -245,9 +250,7 @@ class SourceFilter(Method):
         for a in range(0, B, SYNTH_CHUNK_EXCERPTS):
             b = min(B, a + SYNTH_CHUNK_EXCERPTS)
             gens = [torch.Generator(device=dev).manual_seed(SEPARATION_NOISE_SEED) for _ in range(a, b)]
-            harm, noise = sf_dsp.excitation_spectra(f0_t[a:b], N, p["sample_rate"], p["n_harmonics"],
-                                                    slope_corner_hz=p["slope_corner_hz"],
-                                                    slope_db_per_octave=p["slope_db_per_octave"], generators=gens)
+            harm, noise = self._excitation(f0_t[a:b], N, generators=gens)
             voices = model.synthesize({k: v[a:b] for k, v in controls.items()}, harm, noise, N)
             del harm, noise
             if output == "masking":
