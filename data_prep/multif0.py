@@ -450,15 +450,15 @@ class LateDeep:
     @staticmethod
     def _run(ops, x, impl: str, last_activation: bool = True):
         torch = _torch()
-        folded = False
+
+        def folded(op) -> bool:  # a fast convolution that applies its ReLU and the BN after it itself
+            return impl == "fast" and isinstance(op, _Conv) and op.floor is not None
+
         for i, op in enumerate(ops):
-            if folded:  # the fast convolution before applied this BN (and the ReLU) already
-                folded = False
-                continue
+            if i and folded(ops[i - 1]):
+                continue  # this is the BN that convolution applied already
             x = getattr(op, impl)(x)
-            if isinstance(op, _Conv) and impl == "fast" and op.floor is not None:
-                folded = True
-            elif isinstance(op, _Conv) and (last_activation or i < len(ops) - 1):
+            if isinstance(op, _Conv) and not folded(op) and (last_activation or i < len(ops) - 1):
                 x = torch.relu_(x) if impl == "fast" else torch.relu(x)
         return x
 
