@@ -17,6 +17,10 @@ import ctypes
 import functools
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's mallopt parameters (malloc.h)."""
+
+
 @functools.lru_cache(maxsize=1)
 def _libc():
     try:
@@ -49,7 +53,6 @@ def set_mmap_threshold(megabytes: int) -> bool:
     libc = _libc()
     if megabytes <= 0 or libc is None:
         return False
-    M_MMAP_THRESHOLD = -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, int(megabytes) << 20))
 
 
@@ -93,6 +96,5 @@ def keep_freed_memory() -> bool:
     libc = _libc()
     if libc is None:
         return False
-    M_TRIM_THRESHOLD = -1
     return set_mmap_threshold(GLIBC_DYNAMIC_MMAP_MAX_MB) and bool(
         libc.mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD_MB << 20))

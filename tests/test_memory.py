@@ -38,7 +38,7 @@ def test_keep_freed_memory_sets_glibcs_ceiling_and_a_large_trim_threshold(monkey
 
     monkeypatch.setattr(memory, "_libc", lambda: FakeLibc())
     assert memory.keep_freed_memory()
-    assert calls == [(-3, 32 << 20), (-1, memory.KEEP_TRIM_THRESHOLD_MB << 20)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    assert calls == [(-3, 32 << 20), (-1, memory.KEEP_TRIM_THRESHOLD_MB << 20)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (malloc.h)
     monkeypatch.setattr(memory, "_libc", lambda: None)
     assert not memory.keep_freed_memory()  # off glibc: a no-op
 
