@@ -77,8 +77,6 @@ CQT_MARGIN = 192
 NET_CHUNK = 256
 """Output frames per network call (memory: ~64 x 360 x 280 float32 per activation)."""
 BN_EPS = 1e-3
-PEAK_CHUNK = 4096
-"""Frames per pass of :func:`peaks` (its temporaries are a few copies of the part of the map it looks at)."""
 LONG_MMAP_MB = 4
 """glibc mmap threshold (MB) while a recording of several blocks runs: the network's buffers (6-52 MB,
 allocated and freed every chunk) then go back to the OS when freed instead of fragmenting the heap,
@@ -576,22 +574,16 @@ def peaks(sal: Salience, threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarr
     """Multi-F0 estimate: per frame, the bins that are local maxima along frequency with salience >= threshold.
 
     Returns ``(times_s [T], [array of F0s in Hz per frame])``, the format ``mir_eval.multipitch``
-    takes (an empty array for a frame without pitch). Source: the post-processing of Cuesta et al.
-    (2020), threshold 0.5 for Late/Deep. Raises ChoirbenchError for a threshold outside (0, 1].
+    takes (an empty array for a frame without pitch). The peak rule is
+    :func:`choirbench.data_prep.voice_assignment.local_peaks` (the assigners use the same one).
+    Source: the post-processing of Cuesta et al. (2020), threshold 0.5 for Late/Deep. Raises
+    ChoirbenchError for a threshold outside (0, 1].
     """
-    from scipy.signal import argrelmax
+    from choirbench.data_prep.voice_assignment import local_peaks
 
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1):
         raise ChoirbenchError(f"multi-F0: peak threshold must be in (0, 1], got {threshold!r}")
-    found = []
-    for a in range(0, sal.map.shape[1], PEAK_CHUNK):  # frame by frame: a long map's temporaries stay small
-        part = sal.map[:, a:a + PEAK_CHUNK]
-        bins, frames = argrelmax(part, axis=0)
-        keep = part[bins, frames] >= threshold
-        found.append((bins[keep], frames[keep] + a))
-    bins, frames = (np.concatenate(arrays) for arrays in zip(*found))
-    order = np.lexsort((bins, frames))
-    bins, frames = bins[order], frames[order]
+    frames, bins = np.nonzero(local_peaks(sal.map, threshold).T)  # ordered by frame, then by bin
     bounds = np.searchsorted(frames, np.arange(sal.map.shape[1] + 1))
-    freqs = sal.freqs_hz
-    return sal.times_s.copy(), [freqs[bins[a:b]].astype(np.float64) for a, b in zip(bounds[:-1], bounds[1:])]
+    freqs = sal.freqs_hz.astype(np.float64)
+    return sal.times_s.copy(), [freqs[bins[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]

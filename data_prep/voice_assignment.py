@@ -137,15 +137,19 @@ def check_salience(sal) -> tuple[np.ndarray, np.ndarray]:
 def local_peaks(values: np.ndarray, threshold: float) -> np.ndarray:
     """Boolean [F, T]: strict local maxima along frequency (axis 0) at or above ``threshold``.
 
-    Frame by frame, so it runs over :data:`FRAME_CHUNK` frames at a time: the temporaries of a
-    10-minute map would otherwise be several times the map itself.
+    The one peak rule of the project (multi-F0 estimate, assigners and F0 accuracy alike): a bin is a
+    peak when it is greater than both neighbours, so the first and last bins never are, as in the
+    ``scipy.signal.argrelmax`` post-processing of Cuesta et al. (2020). Frame by frame, over
+    :data:`FRAME_CHUNK` frames at a time: the temporaries of a 10-minute map would otherwise be
+    several times the map itself.
     """
     values = np.asarray(values)
-    out = np.empty(values.shape, dtype=bool)
+    out = np.zeros(values.shape, dtype=bool)
     for a in range(0, values.shape[1], FRAME_CHUNK):
         part = values[:, a:a + FRAME_CHUNK]
-        padded = np.pad(part, ((1, 1), (0, 0)), constant_values=-np.inf)
-        np.logical_and((part > padded[:-2]) & (part > padded[2:]), part >= threshold, out=out[:, a:a + FRAME_CHUNK])
+        inner = part[1:-1]
+        np.logical_and((inner > part[:-2]) & (inner > part[2:]), inner >= threshold,
+                       out=out[1:-1, a:a + FRAME_CHUNK])
     return out
 
 

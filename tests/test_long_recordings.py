@@ -288,7 +288,6 @@ def test_frame_chunks_change_no_assignment(monkeypatch):
     peaks = multif0.peaks(multif0.Salience(times, multif0.hcqt_frequencies(), sal))[1]
     monkeypatch.setattr(va, "FRAME_CHUNK", 100)
     monkeypatch.setattr(va, "VOAS_BATCH", 2)  # 256 frames per VoAS call
-    monkeypatch.setattr(multif0, "PEAK_CHUNK", 100)
     for (assigner, voices), expected in zip(cases, one_pass):
         np.testing.assert_array_equal(va.assign_voices(smap, voices, {"assigner": assigner}), expected)
         assert (expected > 0).mean() > 0.15  # voiced frames exist (VoAS is sparse on this map)

@@ -88,6 +88,23 @@ def test_silence_gives_no_peaks():
     assert all(len(f) == 0 for f in freqs)
 
 
+def test_peaks_follow_the_one_peak_rule_of_the_assigners():
+    """multif0.peaks and the assigners' local_peaks are one rule: strict maxima along frequency at or above
+    the threshold, never the first or last bin (argrelmax in Cuesta et al.'s post-processing)."""
+    from choirbench.data_prep.voice_assignment import local_peaks
+
+    values = np.zeros((360, 4), dtype=np.float32)
+    values[0, 0] = values[359, 0] = 0.9          # rising to an edge: no peak
+    values[100, 1] = 0.9                         # a strict maximum: a peak
+    values[200:202, 2] = 0.9                     # a plateau of two bins: no strict maximum
+    values[50, 3], values[300, 3] = 0.49, 0.5    # below and at the threshold 0.5
+    sal = multif0.Salience(np.arange(4) * 0.01, multif0.hcqt_frequencies(), values)
+    _, freqs = multif0.peaks(sal, 0.5)
+    bins = [np.flatnonzero(np.isin(sal.freqs_hz, f)).tolist() for f in freqs]
+    assert bins == [[], [100], [], [300]]
+    assert [np.flatnonzero(local_peaks(values, 0.5)[:, t]).tolist() for t in range(4)] == bins
+
+
 @pytest.mark.parametrize("audio, sr, message", [
     (np.zeros(0), 16_000, "empty"),
     (np.zeros(100), 16_000, "shorter than one HCQT frame"),
