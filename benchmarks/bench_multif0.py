@@ -10,14 +10,15 @@ tones with vibrato changing notes every 0.4-1.2 s over a -60 dB noise floor, 16 
   max |difference| and the share of frames whose peaks are identical);
 * peak resident memory (VmHWM) of a fresh process computing the salience of ``--memory-minutes``
   of audio, beside that of a process that only imports and loads the model;
-* with ``--against FILE`` (another version of ``data_prep/multif0.py``, e.g. from
-  ``git show REV:data_prep/multif0.py > /tmp/multif0_old.py``): that version's time on the same
+* with ``--against REV`` (a git revision, as ``bench_separate.py --baseline REV`` takes; or the path of
+  another version of ``data_prep/multif0.py``): that version's time on the same
   ``--seconds`` of audio in the same run, the ratio, how far its map is from this one's (max
   |difference|, share of frames with identical peaks), and its peak memory.
 
 Usage (2 cores, as the issue asks)::
 
     nice python benchmarks/bench_multif0.py --threads 2 --seconds 180 --baseline-seconds 20 --memory-minutes 10
+    python benchmarks/bench_multif0.py --threads 2 --seconds 180 --baseline-seconds 0 --against 34dd30a
 
 ``--seconds 0`` measures memory only; ``--baseline-seconds 0`` skips the direct port.
 """
@@ -28,7 +29,9 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -71,6 +74,16 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def revision_file(rev: str) -> str:
+    """``data_prep/multif0.py`` of git revision ``rev``, written to a temporary file (its path)."""
+    root = Path(__file__).resolve().parents[1]
+    text = subprocess.run(["git", "-C", str(root), "show", f"{rev}:data_prep/multif0.py"], check=True,
+                          capture_output=True, text=True).stdout
+    out = Path(tempfile.mkdtemp()) / f"multif0_{rev}.py"
+    out.write_text(text)
+    return str(out)
+
+
 def load_multif0(path: str | None):
     """This checkout's multif0, or the version in the file ``path`` (it imports only choirbench modules)."""
     if not path:
@@ -97,9 +110,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     parser.add_argument("--memory-minutes", type=float, default=10.0, help="0: skip the memory measurement")
-    parser.add_argument("--against", default=None, help="another multif0.py to time and compare (same run)")
+    parser.add_argument("--against", default=None, metavar="REV|FILE",
+                        help="another version of multif0.py (git revision or file) to time and compare (same run)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.against and not Path(args.against).is_file():
+        args.against = revision_file(args.against)
     if args.child is not None:  # memory probe in a fresh process
         minutes, compute, path = args.child.split(",", 2)
         print(json.dumps(memory_child(float(minutes), args.threads, compute == "1", path or None)))
