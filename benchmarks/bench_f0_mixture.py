@@ -45,7 +45,7 @@ def main() -> None:
     import torch
 
     from choirbench.data_prep import multif0
-    from choirbench.data_prep.voice_assignment import _voas_network, assign_voices
+    from choirbench.data_prep.voice_assignment import _voas_fast, assign_voices
 
     torch.set_num_threads(args.threads)
     if args.wav:
@@ -57,7 +57,7 @@ def main() -> None:
         sr = 22_050
         audio = synthetic(args.seconds, sr)
     seconds = len(audio) / sr
-    _voas_network()  # building the network is a one-off per process, not per recording
+    _voas_fast()  # building the network is a one-off per process, not per recording
     sal, wall, cpu = measure(lambda: multif0.salience(audio, sr))
     print(f"{seconds:.1f} s of audio, {args.threads} torch threads")
     print(f"salience      : {cpu / seconds:6.3f} CPU s / s   {wall / seconds:6.3f} wall s / s   (baseline)")

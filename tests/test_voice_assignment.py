@@ -48,6 +48,26 @@ def test_four_glides_each_voice_gets_its_own(quartet, assigner):
         assert within(f0[j], voice) > 0.95, (assigner, voice)
 
 
+def test_voas_fast_path_is_the_published_network(quartet):
+    """The fast VoAS (channels last, FFT convolutions, folded BN) against the torch module of the
+    straightforward port, on a quartet with noise bumps and a last patch cut short: float rounding
+    only, and the same peaks above the thresholds."""
+    from choirbench.data_prep import voice_assignment as va
+
+    rng = np.random.default_rng(1)
+    noisy = quartet.map + rng.uniform(0, 0.5, quartet.map.shape) * (rng.uniform(size=quartet.map.shape) > 0.98)
+    values = noisy[:, :300].astype(np.float32)                         # 2 patches and a partial third
+    fast, direct = va.voas_saliences(values, impl="fast"), va.voas_saliences(values, impl="direct")
+    assert fast.shape == direct.shape == (4, 360, 300)
+    np.testing.assert_allclose(fast, direct, atol=2e-4)
+    assert np.abs(fast - direct).max() > 0                             # the two paths really differ in code
+    for k, part in enumerate(va.PARTS):
+        threshold = va.ASSIGN_DEFAULTS["voas_threshold"][part]
+        np.testing.assert_array_equal(va.local_peaks(fast[k], threshold), va.local_peaks(direct[k], threshold))
+    with pytest.raises(ValueError, match="impl"):
+        va.voas_saliences(values, impl="slow")
+
+
 @pytest.mark.parametrize("assigner", ["pitch_sort", "voas"])
 @pytest.mark.parametrize("voices", ["SA", "TB", "ATB", "SB"])
 def test_named_voices_of_a_smaller_ensemble(assigner, voices):
