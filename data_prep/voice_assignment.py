@@ -272,8 +272,8 @@ def voas_saliences(values: np.ndarray, batch: int = VOAS_BATCH, impl: str = "fas
 
     The map is cut into non-overlapping 128-frame patches (the last zero-padded),
     as in the published prediction script; the network sees each patch alone. ``impl``: "fast"
-    (:func:`_voas_fast`, ~3x faster) or "direct" (the torch module of :func:`_build_voas`, the
-    straightforward port the fast path is tested against).
+    (:func:`_voas_fast`, ~6x faster: benchmarks/bench_f0_mixture.py) or "direct" (the torch module
+    of :func:`_build_voas`, the straightforward port the fast path is tested against).
     """
     values = np.asarray(values, dtype=np.float32)
     return np.concatenate([maps for _, maps in _voas_chunks(values, batch, impl)], axis=-1)
