@@ -50,7 +50,6 @@ F_MIN_HZ = 32.7
 SALIENCE_RATE = 22_050
 SALIENCE_HOP = 256
 VOAS_PATCH = 128          # frames per VoAS-CNN input patch (published prediction script)
-BN_EPS = 1e-3             # Keras batch-norm epsilon of the released models
 FRAME_CHUNK = 4096        # salience frames per pass of the frame-wise steps (bounds their temporaries)
 VOAS_BATCH = 16           # VoAS-CNN patches per network call
 
@@ -207,6 +206,7 @@ def _build_voas():
     from torch import nn
     from torch.nn import functional as F
 
+    from choirbench.data_prep.multif0 import _bn_affine
     from choirbench.data_prep.pretrained import layers, load_weights
 
     weights = load_weights("voas_cnn")
@@ -219,9 +219,7 @@ def _build_voas():
         return layer
 
     def bn(entry):
-        gamma, beta, mean, var = entry
-        scale = gamma / np.sqrt(var + BN_EPS)
-        return torch.from_numpy(scale.astype(np.float32)), torch.from_numpy((beta - mean * scale).astype(np.float32))
+        return tuple(torch.from_numpy(a) for a in _bn_affine(*entry))
 
     class Voas(nn.Module):
         """Trunk -> four branches -> per-voice 1x1 conv + sigmoid (Cuesta & Gómez 2022, Fig. 2)."""
